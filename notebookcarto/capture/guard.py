@@ -1,0 +1,67 @@
+"""A context manager that puts a model back exactly as it found it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _hook_dicts(module: nn.Module) -> dict[str, dict]:
+    return {k: v for k, v in vars(module).items() if k.endswith("hooks") and isinstance(v, dict)}
+
+
+class ModelGuard:
+    """Snapshot what running a model could change, and restore it on exit (also after an error).
+
+    Covers parameter and buffer values (e.g. BatchNorm running statistics) and the tensor objects
+    themselves, train/eval mode, ``requires_grad`` flags, the hooks registered on every module,
+    and the global torch RNG state (CPU and initialised CUDA devices).
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self):
+        self._tensors = []
+        for module in self.model.modules():
+            for kind in ("_parameters", "_buffers"):
+                for name, tensor in getattr(module, kind).items():
+                    if tensor is not None:
+                        self._tensors.append((module, kind, name, tensor, tensor._version,
+                                              tensor.detach().clone(), tensor.requires_grad))
+        self._training = [(m, m.training) for m in self.model.modules()]
+        self._hooks = [(m, {k: dict(v) for k, v in _hook_dicts(m).items()})
+                       for m in self.model.modules()]
+        self._cpu_rng = torch.get_rng_state()
+        self._cuda_rng = (torch.cuda.get_rng_state_all()
+                          if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for module, kind, name, tensor, version, copy, requires_grad in self._tensors:
+                if getattr(module, kind).get(name) is not tensor:
+                    getattr(module, kind)[name] = tensor
+                if tensor._version != version:
+                    tensor.copy_(copy)
+                tensor.requires_grad_(requires_grad)
+        for module, training in self._training:
+            module.training = training
+        for module, saved in self._hooks:
+            for attr, hooks in _hook_dicts(module).items():
+                hooks.clear()
+                hooks.update(saved.get(attr, {}))
+        torch.set_rng_state(self._cpu_rng)
+        if self._cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self._cuda_rng)
+        self._tensors = self._training = self._hooks = None
+        return False

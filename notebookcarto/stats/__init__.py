@@ -1,0 +1,8 @@
+"""Streaming, mergeable statistics of layer activations, on the model's device."""
+
+from .collect import ActivationStats, LayerStats, collect_stats
+from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
+                       Reducer, TopImages, spatial_max)
+
+__all__ = ["ActivationStats", "ClassAccuracy", "ClassAggregation", "ClassMeans", "LayerBatch",
+           "LayerStats", "NeuronMoments", "Reducer", "TopImages", "collect_stats", "spatial_max"]

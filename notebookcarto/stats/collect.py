@@ -1,0 +1,246 @@
+"""One streaming pass over a DataLoader that fills every statistic for every chosen layer."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..capture import Capture, as_channels, model_device, position_shape
+from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
+                       TopImages, spatial_max)
+
+
+class LayerStats:
+    """The reducers of one layer; class-wise ones only when the pass has labels."""
+
+    def __init__(self, channels: int, *, top_n: int, num_classes: int | None, tau: float,
+                 exclude=(), device=None):
+        self.channels = channels
+        self.top = TopImages(channels, top_n, device=device)
+        self.moments = NeuronMoments(channels, device=device)
+        self.aggregation = self.class_means = None
+        if num_classes:
+            self.aggregation = ClassAggregation(channels, num_classes, tau, exclude, device=device)
+            self.class_means = ClassMeans(channels, num_classes, device=device)
+
+    @property
+    def reducers(self) -> dict:
+        names = ("top", "moments", "aggregation", "class_means")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def update(self, batch: LayerBatch):
+        for reducer in self.reducers.values():
+            reducer.update(batch)
+
+
+class ActivationStats:
+    """Streaming statistics of several layers of one model over one data set.
+
+    Per layer (``stats.layers[name]``): top-N images per channel (``top``), per-channel moments
+    (``moments``) and, with labels, Summit's aggregation matrix A (``aggregation``) and per-class
+    means (``class_means``). Model-wide, with labels: per-class accuracy (``accuracy``).
+    Mergeable (``merge``) and serialisable (``state_dict`` / ``from_state_dict``).
+    """
+
+    def __init__(self, *, top_n: int = 100, tau: float = 0.03, num_classes: int | None = None,
+                 bins: int = 10, exclude: dict | None = None, skip_tokens: int = 0):
+        self.config = dict(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
+                           exclude={k: list(v) for k, v in (exclude or {}).items()},
+                           skip_tokens=skip_tokens, shapes={}, channels={}, n_images=0)
+        self.layers: dict[str, LayerStats] = {}
+        self.accuracy: ClassAccuracy | None = None
+
+    @property
+    def n_images(self) -> int:
+        return self.config["n_images"]
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.config["num_classes"]
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """Position shape of each layer: (H, W), (T,) or ()."""
+        return {k: tuple(v) for k, v in self.config["shapes"].items()}
+
+    def add_layer(self, name: str, channels: int, shape, device=None):
+        c = self.config
+        self.layers[name] = LayerStats(channels, top_n=c["top_n"], num_classes=c["num_classes"],
+                                       tau=c["tau"], exclude=c["exclude"].get(name, ()),
+                                       device=device)
+        c["shapes"][name], c["channels"][name] = list(shape), channels
+
+    def add_classes(self, num_classes: int, with_accuracy: bool, device=None):
+        self.config["num_classes"] = num_classes
+        if with_accuracy:
+            self.accuracy = ClassAccuracy(num_classes, self.config["bins"], device=device)
+
+    def merge(self, other: "ActivationStats") -> "ActivationStats":
+        """Add another pass's statistics (over different images) into these."""
+        keys = ("top_n", "tau", "num_classes", "bins", "exclude", "shapes", "channels")
+        for key in keys:
+            if self.config[key] != other.config[key]:
+                raise ValueError(f"cannot merge statistics with different {key}: "
+                                 f"{self.config[key]} vs {other.config[key]}")
+        for name, layer in self.layers.items():
+            for rname, reducer in layer.reducers.items():
+                reducer.merge(other.layers[name].reducers[rname])
+        if (self.accuracy is None) != (other.accuracy is None):
+            raise ValueError("cannot merge statistics with and without accuracy")
+        if self.accuracy is not None:
+            self.accuracy.merge(other.accuracy)
+        self.config["n_images"] += other.n_images
+        return self
+
+    def state_dict(self) -> dict:
+        """``{"config": json-ready dict, "tensors": {"layer/reducer/key": tensor}}``."""
+        tensors = {f"{name}/{rname}/{key}": value
+                   for name, layer in self.layers.items()
+                   for rname, reducer in layer.reducers.items()
+                   for key, value in reducer.state_dict().items()}
+        if self.accuracy is not None:
+            tensors.update({f"/accuracy/{k}": v for k, v in self.accuracy.state_dict().items()})
+        config = dict(self.config, layers=list(self.layers), accuracy=self.accuracy is not None)
+        return {"config": config, "tensors": tensors}
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device=None) -> "ActivationStats":
+        config = dict(state["config"])
+        stats = cls(top_n=config["top_n"], tau=config["tau"], bins=config["bins"],
+                    exclude=config["exclude"], skip_tokens=config["skip_tokens"])
+        if config["num_classes"]:
+            stats.add_classes(config["num_classes"], config["accuracy"], device)
+        for name in config["layers"]:
+            stats.add_layer(name, config["channels"][name], config["shapes"][name], device)
+        stats.config["n_images"] = config["n_images"]
+        tensors = state["tensors"]
+        for name, layer in stats.layers.items():
+            for rname, reducer in layer.reducers.items():
+                prefix = f"{name}/{rname}/"
+                reducer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                         if k.startswith(prefix)})
+        if stats.accuracy is not None:
+            stats.accuracy.load_state_dict({k[len("/accuracy/"):]: v for k, v in tensors.items()
+                                            if k.startswith("/accuracy/")})
+        return stats
+
+
+def _split_batch(batch, i: int):
+    """Images and (optional) labels from a batch: a tensor, a (images, labels, ...) sequence or a
+    dict with 'image' and optional 'label' keys."""
+    if isinstance(batch, dict):
+        x, y = batch.get("image"), batch.get("label")
+    elif isinstance(batch, (tuple, list)):
+        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+    else:
+        x, y = batch, None
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 4):
+        got = (f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
+               else type(x).__name__)
+        raise ValueError(f"batch {i}: images must be a float tensor of shape (B, C, H, W), got "
+                         f"{got}. Convert images with torchvision's ToTensor() or x.float() / 255.")
+    if y is not None:
+        y = torch.as_tensor(y)
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(f"batch {i}: labels must be integer class indices, got {y.dtype}")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"batch {i}: expected {x.shape[0]} labels (one per image), got "
+                             f"shape {tuple(y.shape)}")
+        y = y.long()
+    return x, y
+
+
+def _check_labels(y: torch.Tensor, num_classes: int, i: int):
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise ValueError(f"batch {i}: label {bad} is out of range for {num_classes} classes "
+                         f"(labels must be in 0..{num_classes - 1}; pass num_classes=... if the "
+                         "model's output does not tell)")
+
+
+def collect_stats(model: nn.Module, loader, layers, *, num_classes: int | None = None,
+                  top_n: int = 100, tau: float = 0.03, bins: int = 10, exclude: dict | None = None,
+                  skip_tokens: int = 0, device=None, autocast: bool = False,
+                  index_offset: int = 0, progress: bool = True) -> ActivationStats:
+    """Run the model once over ``loader`` and fill every statistic for every layer in ``layers``.
+
+    Batches are images (B, C, H, W), optionally with integer labels (see ``_split_batch``);
+    without labels the class-wise statistics are absent. Images get ids ``index_offset``,
+    ``index_offset + 1``, ... in loader order, so passes over disjoint parts of a data set can be
+    merged. ``num_classes`` defaults to the width of the model's (B, K) output. Batches move to
+    the model's device; ``device``, if given, must be that device. ``autocast`` runs the forward
+    pass in bfloat16. ``skip_tokens`` drops leading tokens (e.g. a class token) of (B, T, C)
+    outputs. The model is left exactly as it was.
+    """
+    model_dev = model_device(model)
+    if device is not None and torch.device(device) != model_dev:
+        raise ValueError(f"the model is on {model_dev} but device={device!r} was requested: move "
+                         f"the model first with model.to({str(device)!r})")
+    stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
+                            exclude=exclude, skip_tokens=skip_tokens)
+    reduced, shapes = {}, {}
+
+    def on_output(name, z):
+        shapes[name] = position_shape(z, skip_tokens=skip_tokens)
+        reduced[name] = spatial_max(as_channels(z, skip_tokens=skip_tokens))
+
+    cast = (torch.autocast(model_dev.type, dtype=torch.bfloat16) if autocast
+            else contextlib.nullcontext())
+    start, labelled = index_offset, None
+    with Capture(model, layers, on_output=on_output) as capture, torch.inference_mode(), cast:
+        total = len(loader) if hasattr(loader, "__len__") else None
+        for i, batch in enumerate(tqdm(loader, total=total, desc="statistics", disable=not progress)):
+            x, y = _split_batch(batch, i)
+            if labelled is None:
+                labelled = y is not None
+            elif labelled != (y is not None):
+                raise ValueError(f"batch {i}: some batches have labels and others do not")
+            if stats.num_classes and y is not None:
+                _check_labels(y, stats.num_classes, i)
+            out = model(x.to(model_dev, non_blocking=True))
+            _check_finite(reduced, i)
+            if i == 0:
+                _init_layers(stats, capture.layers, reduced, shapes, out, y, model_dev)
+            index = torch.arange(start, start + x.shape[0], device=model_dev)
+            start += x.shape[0]
+            y = None if y is None else y.to(model_dev, non_blocking=True)
+            for name in capture.layers:
+                values, positions = reduced[name]
+                stats.layers[name].update(LayerBatch(values, positions, index, y))
+            if stats.accuracy is not None:
+                stats.accuracy.update(out, y)
+    if start == index_offset:
+        raise ValueError("the loader yielded no batches: give it at least one image")
+    stats.config["n_images"] = start - index_offset
+    return stats
+
+
+def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device):
+    """After the first forward pass: the class count (from the logits unless given) and one
+    LayerStats per layer with the channel count and position shape seen."""
+    if y is not None:
+        is_logits = isinstance(out, torch.Tensor) and out.ndim == 2
+        num_classes = stats.num_classes
+        if num_classes is None:
+            if not is_logits:
+                raise ValueError("labels were given but the model's output is not (B, num_classes) "
+                                 "logits: pass num_classes=... to collect class-wise statistics")
+            num_classes = out.shape[1]
+        _check_labels(y, num_classes, 0)
+        stats.add_classes(num_classes, is_logits and out.shape[1] == num_classes, device)
+    else:
+        stats.config["num_classes"] = None
+    for name in layers:
+        stats.add_layer(name, reduced[name][0].shape[1], shapes[name], device)
+
+
+def _check_finite(reduced: dict, i: int):
+    flags = torch.stack([~torch.isfinite(v).all() for v, _ in reduced.values()])
+    if flags.any():
+        bad = [name for name, flag in zip(reduced, flags.tolist()) if flag]
+        raise FloatingPointError(f"batch {i}: layer(s) {bad} produced NaN or inf activations; "
+                                 "check the inputs and the model's weights")

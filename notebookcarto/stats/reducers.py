@@ -1,0 +1,256 @@
+"""Streaming, mergeable reducers over per-image spatial maxima.
+
+Every reducer keeps a fixed-size state on the model's device (memory independent of the number of
+images) and offers ``update``, ``merge``, ``state_dict`` and ``load_state_dict``. Layer reducers
+consume a ``LayerBatch``: for B images and C channels, the spatial maximum a_c(x) of each channel,
+its argmax position, the images' ids and (optionally) their labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LayerBatch:
+    """One batch of one layer, reduced to spatial maxima."""
+
+    values: torch.Tensor  # (B, C) float32: spatial maximum per image and channel
+    positions: torch.Tensor  # (B, C) int64: flat argmax position
+    index: torch.Tensor  # (B,) int64: image ids, increasing within a pass
+    labels: torch.Tensor | None = None  # (B,) int64 class labels
+
+
+def spatial_max(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatial maximum and flat argmax (first occurrence) of a (B, C, P) tensor, as float32."""
+    values, positions = z.max(dim=2)
+    return values.float(), positions
+
+
+class Reducer:
+    """Base class: state is a dict of tensors named in ``_state``."""
+
+    _state: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in self._state}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        for key in self._state:
+            if key not in state:
+                raise KeyError(f"{type(self).__name__} state lacks {key!r}")
+            mine = getattr(self, key)
+            value = torch.as_tensor(state[key])
+            if value.shape != mine.shape:
+                raise ValueError(f"{type(self).__name__}.{key}: shape {tuple(value.shape)} does not "
+                                 f"match {tuple(mine.shape)}")
+            setattr(self, key, value.to(device=mine.device, dtype=mine.dtype))
+        return self
+
+    def to(self, device):
+        for key in self._state:
+            setattr(self, key, getattr(self, key).to(device))
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, self._state[0]).device
+
+    def _check_mergeable(self, other):
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        for key in self._state:
+            a, b = getattr(self, key), getattr(other, key)
+            if a.device != b.device:
+                raise ValueError(f"cannot merge {type(self).__name__} on {a.device} with one on "
+                                 f"{b.device}: move one with .to(device) first")
+            if a.shape != b.shape:
+                raise ValueError(f"cannot merge {type(self).__name__}: {key} has shape "
+                                 f"{tuple(a.shape)} here and {tuple(b.shape)} there")
+
+
+class TopImages(Reducer):
+    """Per channel, the ``n`` images with the highest spatial maximum, with value and position.
+
+    Ties are broken by the smaller image id. Slots not filled yet (fewer than ``n`` images seen)
+    hold index -1 and value -inf.
+    """
+
+    _state = ("values", "index", "positions")
+
+    def __init__(self, channels: int, n: int = 100, device=None):
+        if n < 1:
+            raise ValueError(f"top-N must be at least 1, got {n}")
+        self.n = n
+        self.values = torch.full((channels, n), -torch.inf, device=device)
+        self.index = torch.full((channels, n), -1, dtype=torch.long, device=device)
+        self.positions = torch.full((channels, n), -1, dtype=torch.long, device=device)
+
+    def update(self, batch: LayerBatch):
+        channels = self.values.shape[0]
+        index = batch.index.unsqueeze(0).expand(channels, -1)
+        self._keep(torch.cat([self.values, batch.values.T], 1),
+                   torch.cat([self.index, index], 1),
+                   torch.cat([self.positions, batch.positions.T], 1))
+
+    def merge(self, other: "TopImages"):
+        self._check_mergeable(other)
+        self._keep(torch.cat([self.values, other.values], 1),
+                   torch.cat([self.index, other.index], 1),
+                   torch.cat([self.positions, other.positions], 1))
+        return self
+
+    def _keep(self, values, index, positions):
+        # Sort by id, then stably by value: ties keep the smaller id first. Empty slots (-1) sort
+        # first by id but last by value (-inf).
+        order = index.argsort(dim=1, stable=True)
+        values, index, positions = (t.gather(1, order) for t in (values, index, positions))
+        order = values.argsort(dim=1, descending=True, stable=True)[:, : self.n]
+        self.values, self.index, self.positions = (
+            t.gather(1, order) for t in (values, index, positions))
+
+
+class ClassAggregation(Reducer):
+    """Summit's activation aggregation matrix A (classes x channels), REFERENCE section 1.1.
+
+    Per image: p_c = a_c / sum(a) over the (non-negative) spatial maxima; the shortest prefix of
+    channels sorted by p whose cumulative sum reaches ``tau`` adds 1 to A[label, c]. Channels in
+    ``exclude`` (always-on outliers) are left out before normalising. Negative maxima count as 0.
+    """
+
+    _state = ("counts", "keep")
+
+    def __init__(self, channels: int, num_classes: int, tau: float = 0.03, exclude=(),
+                 device=None):
+        if not 0 < tau <= 1:
+            raise ValueError(f"tau must be in (0, 1], got {tau}")
+        self.tau = tau
+        self.counts = torch.zeros(num_classes, channels, dtype=torch.long, device=device)
+        self.keep = torch.ones(channels, device=device)
+        if len(exclude):
+            self.keep[torch.as_tensor(list(exclude), dtype=torch.long)] = 0
+
+    def update(self, batch: LayerBatch):
+        a = batch.values.clamp(min=0) * self.keep
+        total = a.sum(1, keepdim=True)
+        p = a / total.clamp(min=torch.finfo(a.dtype).tiny)
+        p_sorted, order = p.sort(dim=1, descending=True)
+        before = p_sorted.cumsum(1) - p_sorted
+        chosen = (before < self.tau) & (p_sorted > 0)
+        mask = torch.zeros_like(chosen).scatter(1, order, chosen)
+        self.counts.index_add_(0, batch.labels, mask.long())
+
+    def merge(self, other: "ClassAggregation"):
+        self._check_mergeable(other)
+        if not torch.equal(self.keep, other.keep):
+            raise ValueError("cannot merge class aggregations with different excluded channels")
+        self.counts += other.counts
+        return self
+
+
+class NeuronMoments(Reducer):
+    """Per channel, over images: mean, standard deviation and max of the spatial maximum, and
+    the firing frequency (share of images whose spatial maximum is > 0)."""
+
+    _state = ("count", "total", "total_sq", "maximum", "fired")
+
+    def __init__(self, channels: int, device=None):
+        self.count = torch.zeros((), dtype=torch.long, device=device)
+        self.total = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.total_sq = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.maximum = torch.full((channels,), -torch.inf, device=device)
+        self.fired = torch.zeros(channels, dtype=torch.long, device=device)
+
+    def update(self, batch: LayerBatch):
+        v = batch.values
+        self.count += v.shape[0]
+        self.total += v.sum(0, dtype=torch.float64)
+        self.total_sq += (v.double() ** 2).sum(0)
+        self.maximum = torch.maximum(self.maximum, v.amax(0))
+        self.fired += (v > 0).sum(0)
+
+    def merge(self, other: "NeuronMoments"):
+        self._check_mergeable(other)
+        self.count += other.count
+        self.total += other.total
+        self.total_sq += other.total_sq
+        self.maximum = torch.maximum(self.maximum, other.maximum)
+        self.fired += other.fired
+        return self
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.total / self.count.clamp(min=1)
+
+    @property
+    def std(self) -> torch.Tensor:
+        n = self.count.clamp(min=1)
+        return (self.total_sq / n - self.mean ** 2).clamp(min=0).sqrt()
+
+    @property
+    def frequency(self) -> torch.Tensor:
+        return self.fired / self.count.clamp(min=1)
+
+
+class ClassMeans(Reducer):
+    """Per class, the mean spatial maximum of every channel."""
+
+    _state = ("total", "count")
+
+    def __init__(self, channels: int, num_classes: int, device=None):
+        self.total = torch.zeros(num_classes, channels, dtype=torch.float64, device=device)
+        self.count = torch.zeros(num_classes, dtype=torch.long, device=device)
+
+    def update(self, batch: LayerBatch):
+        self.total.index_add_(0, batch.labels, batch.values.double())
+        self.count += torch.bincount(batch.labels, minlength=self.count.shape[0])
+
+    def merge(self, other: "ClassMeans"):
+        self._check_mergeable(other)
+        self.total += other.total
+        self.count += other.count
+        return self
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.total / self.count.clamp(min=1).unsqueeze(1)
+
+
+class ClassAccuracy(Reducer):
+    """Per class: images, correct predictions, a confusion matrix and a histogram of the
+    probability the model gives the true class (``bins`` equal bins over [0, 1])."""
+
+    _state = ("confusion", "histogram")
+
+    def __init__(self, num_classes: int, bins: int = 10, device=None):
+        if bins < 1:
+            raise ValueError(f"bins must be at least 1, got {bins}")
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+        self.histogram = torch.zeros(num_classes, bins, dtype=torch.long, device=device)
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor):
+        k, bins = self.histogram.shape
+        probs = logits.float().softmax(1)
+        predicted = probs.argmax(1)
+        self.confusion.view(-1).index_add_(0, labels * k + predicted,
+                                           torch.ones_like(labels))
+        p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+        bin_ = (p_true * bins).long().clamp(max=bins - 1)
+        self.histogram.view(-1).index_add_(0, labels * bins + bin_, torch.ones_like(labels))
+
+    def merge(self, other: "ClassAccuracy"):
+        self._check_mergeable(other)
+        self.confusion += other.confusion
+        self.histogram += other.histogram
+        return self
+
+    @property
+    def count(self) -> torch.Tensor:
+        return self.confusion.sum(1)
+
+    @property
+    def accuracy(self) -> torch.Tensor:
+        """Per-class accuracy (NaN for a class without images)."""
+        return self.confusion.diagonal() / self.count.double()
