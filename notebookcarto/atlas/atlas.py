@@ -69,7 +69,7 @@ class Atlas:
     def parse_neuron(self, neuron: str) -> tuple[str, int]:
         """``"layer:channel"`` -> (layer, channel), with a clear error for an unknown id."""
         layer, _, channel = str(neuron).rpartition(":")
-        if layer not in self.stats.layers or not channel.isdigit():
+        if layer not in self.stats.layers or not (channel.isascii() and channel.isdigit()):
             raise KeyError(f"unknown neuron {neuron!r}: ids are 'layer:channel' with a layer "
                            f"from {self.layers}")
         c = int(channel)

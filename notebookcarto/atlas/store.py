@@ -93,6 +93,8 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
                                f"notebookcarto reads ({VERSION}): upgrade notebookcarto")
     arrays = {}
     for key, entry in manifest.get("arrays", {}).items():
+        if not (isinstance(entry, dict) and {"file", "sha256", "shape", "dtype"} <= set(entry)):
+            raise AtlasFormatError(f"{path / MANIFEST}: the entry of array {key!r} is malformed")
         file = path / entry["file"]
         if not file.is_file() or _sha256(file) != entry["sha256"]:
             raise AtlasFormatError(f"{path}: array {key!r} ({entry['file']}) is missing, corrupt "

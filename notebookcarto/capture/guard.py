@@ -16,15 +16,25 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def _hook_dicts(module: nn.Module) -> dict[str, dict]:
-    return {k: v for k, v in vars(module).items() if k.endswith("hooks") and isinstance(v, dict)}
+    # Also the flag dicts beside the hooks (_forward_hooks_with_kwargs, ..._always_called).
+    return {k: v for k, v in vars(module).items() if "hooks" in k and isinstance(v, dict)}
+
+
+def _restore(tensor: torch.Tensor, version: int, copy: torch.Tensor):
+    """Put ``copy``'s values back into ``tensor`` if they changed. The version counter alone
+    misses some changes (BatchNorm's running statistics, ``.data`` writes, ``model.double()``)."""
+    if (tensor.dtype, tensor.shape, tensor.device) != (copy.dtype, copy.shape, copy.device):
+        tensor.data = copy
+    elif tensor._version != version or (not tensor.is_meta and not torch.equal(tensor, copy)):
+        tensor.copy_(copy)
 
 
 class ModelGuard:
     """Snapshot what running a model could change, and restore it on exit (also after an error).
 
-    Covers parameter and buffer values (e.g. BatchNorm running statistics) and the tensor objects
-    themselves, train/eval mode, ``requires_grad`` flags, the hooks registered on every module,
-    and the global torch RNG state (CPU and initialised CUDA devices).
+    Covers parameter and buffer values (e.g. BatchNorm running statistics), dtypes and gradients,
+    and the tensor objects themselves, train/eval mode, ``requires_grad`` flags, the hooks
+    registered on every module, and the global torch RNG state (CPU and initialised CUDA devices).
     """
 
     def __init__(self, model: nn.Module):
@@ -36,10 +46,15 @@ class ModelGuard:
             for kind in ("_parameters", "_buffers"):
                 for name, tensor in getattr(module, kind).items():
                     if tensor is not None:
+                        grad = tensor.grad if kind == "_parameters" else None
+                        grad = None if grad is None else (grad, grad._version,
+                                                          grad.detach().clone())
                         self._tensors.append((module, kind, name, tensor, tensor._version,
-                                              tensor.detach().clone(), tensor.requires_grad))
+                                              tensor.detach().clone(), tensor.requires_grad,
+                                              grad))
         self._training = [(m, m.training) for m in self.model.modules()]
-        self._hooks = [(m, {k: dict(v) for k, v in _hook_dicts(m).items()})
+        self._hooks = [(m, {k: dict(v) for k, v in _hook_dicts(m).items()},
+                        getattr(m, "_is_full_backward_hook", None))
                        for m in self.model.modules()]
         self._cpu_rng = torch.get_rng_state()
         self._cuda_rng = (torch.cuda.get_rng_state_all()
@@ -48,18 +63,22 @@ class ModelGuard:
 
     def __exit__(self, *exc):
         with torch.no_grad():
-            for module, kind, name, tensor, version, copy, requires_grad in self._tensors:
+            for module, kind, name, tensor, version, copy, requires_grad, grad in self._tensors:
                 if getattr(module, kind).get(name) is not tensor:
                     getattr(module, kind)[name] = tensor
-                if tensor._version != version:
-                    tensor.copy_(copy)
+                _restore(tensor, version, copy)
                 tensor.requires_grad_(requires_grad)
+                if kind == "_parameters":
+                    if grad is not None:
+                        _restore(*grad)
+                    tensor.grad = None if grad is None else grad[0]
         for module, training in self._training:
             module.training = training
-        for module, saved in self._hooks:
+        for module, saved, full_backward in self._hooks:
             for attr, hooks in _hook_dicts(module).items():
                 hooks.clear()
                 hooks.update(saved.get(attr, {}))
+            module._is_full_backward_hook = full_backward
         torch.set_rng_state(self._cpu_rng)
         if self._cuda_rng is not None:
             torch.cuda.set_rng_state_all(self._cuda_rng)

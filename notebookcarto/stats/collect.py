@@ -85,11 +85,11 @@ class ActivationStats:
             if self.config[key] != other.config[key]:
                 raise ValueError(f"cannot merge statistics with different {key}: "
                                  f"{self.config[key]} vs {other.config[key]}")
+        if (self.accuracy is None) != (other.accuracy is None):  # checked before changing self
+            raise ValueError("cannot merge statistics with and without accuracy")
         for name, layer in self.layers.items():
             for rname, reducer in layer.reducers.items():
                 reducer.merge(other.layers[name].reducers[rname])
-        if (self.accuracy is None) != (other.accuracy is None):
-            raise ValueError("cannot merge statistics with and without accuracy")
         if self.accuracy is not None:
             self.accuracy.merge(other.accuracy)
         self.config["n_images"] += other.n_images
@@ -177,7 +177,9 @@ def collect_stats(model: nn.Module, loader, layers, *, num_classes: int | None =
     outputs. The model is left exactly as it was.
     """
     model_dev = model_device(model)
-    if device is not None and torch.device(device) != model_dev:
+    requested = None if device is None else torch.device(device)
+    if requested is not None and (requested.type != model_dev.type or (
+            requested.index is not None and requested.index != (model_dev.index or 0))):
         raise ValueError(f"the model is on {model_dev} but device={device!r} was requested: move "
                          f"the model first with model.to({str(device)!r})")
     stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
@@ -216,7 +218,8 @@ def collect_stats(model: nn.Module, loader, layers, *, num_classes: int | None =
     if start == index_offset:
         raise ValueError("the loader yielded no batches: give it at least one image")
     stats.config["n_images"] = start - index_offset
-    return stats
+    # The states were made under inference mode; copies made outside it can be merged in place.
+    return ActivationStats.from_state_dict(stats.state_dict(), device=model_dev)
 
 
 def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device):

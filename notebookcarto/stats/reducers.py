@@ -46,7 +46,8 @@ class Reducer:
             if value.shape != mine.shape:
                 raise ValueError(f"{type(self).__name__}.{key}: shape {tuple(value.shape)} does not "
                                  f"match {tuple(mine.shape)}")
-            setattr(self, key, value.to(device=mine.device, dtype=mine.dtype))
+            # a copy: the state is updated in place later, which must not change the caller's
+            setattr(self, key, value.to(device=mine.device, dtype=mine.dtype, copy=True))
         return self
 
     def to(self, device):
