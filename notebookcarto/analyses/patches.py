@@ -1,0 +1,198 @@
+"""Example patches: the part of a top image that a neuron's maximum looked at.
+
+For a neuron's top images (``Atlas.top_images``), the argmax position of the channel's map and
+the layer's ``ReceptiveField`` give the input box that produced the maximum. ``example_patches``
+cuts those boxes out as uint8 (n, h, w, 3) arrays for a gallery, padding with a fill colour where
+a box leaves the image, so every patch has the full receptive-field size and the argmax stays at
+its centre.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .receptive_field import ReceptiveField
+
+
+def _to_uint8_image(item, mean=None, std=None) -> np.ndarray:
+    """One image as uint8 (H, W, 3).
+
+    Accepts a data set item (a (image, label, ...) sequence or a dict with an 'image' key), a
+    torch tensor (C, H, W) or (H, W), a numpy array (H, W, C) or (H, W), or a PIL image. Float
+    images are taken as normalised with ``mean``/``std`` (per channel; none: already in [0, 1])
+    and mapped to 0..255; integer images are taken as 0..255. One channel is repeated to three,
+    a fourth (alpha) channel dropped.
+    """
+    if isinstance(item, dict):
+        item = item["image"]
+    elif isinstance(item, (tuple, list)):
+        item = item[0]
+    if isinstance(item, torch.Tensor):
+        x = item.detach().cpu()
+        x = x.float().numpy() if x.is_floating_point() else x.numpy()
+        if x.ndim == 3:
+            x = np.moveaxis(x, 0, -1)  # tensors are channels first
+    else:
+        x = np.asarray(item)  # numpy arrays and PIL images are channels last
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or x.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an image (C, H, W) tensor or (H, W, C) array with 1, 3 or 4 "
+                         f"channels, got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        channels = x.shape[2]
+        if mean is not None or std is not None:
+            m = np.broadcast_to(np.asarray(0.0 if mean is None else mean, np.float32), (channels,))
+            s = np.broadcast_to(np.asarray(1.0 if std is None else std, np.float32), (channels,))
+            x = x.astype(np.float32) * s + m
+        x = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    elif x.dtype != np.uint8:
+        if x.dtype == np.bool_ or x.min() < 0 or x.max() > 255:
+            raise ValueError(f"integer images must hold values in 0..255, got dtype {x.dtype} "
+                             f"with range {x.min()}..{x.max()}")
+        x = x.astype(np.uint8)
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    return np.ascontiguousarray(x[:, :, :3])
+
+
+def image_getter(dataset, mean=None, std=None) -> Callable[[int], np.ndarray]:
+    """A function ``id -> uint8 (H, W, 3)`` image for an indexable data set.
+
+    A data set with an ``image_uint8(i)`` method (e.g. the playground) uses it, unless ``mean``
+    or ``std`` are given. Otherwise ``dataset[i]`` may return an image or an (image, label)
+    pair; float (C, H, W) tensors normalised with ``mean``/``std`` are mapped back to pixels.
+    """
+    if mean is None and std is None and callable(getattr(dataset, "image_uint8", None)):
+        return dataset.image_uint8
+
+    def get(i: int) -> np.ndarray:
+        return _to_uint8_image(dataset[int(i)], mean, std)
+
+    return get
+
+
+def _fill_colour(fill) -> np.ndarray:
+    colour = np.asarray(fill)
+    if colour.ndim == 0:
+        colour = np.repeat(colour, 3)
+    if (colour.shape != (3,) or not np.issubdtype(colour.dtype, np.number)
+            or colour.min() < 0 or colour.max() > 255):
+        raise ValueError(f"fill must be a value in 0..255 or three of them (RGB), got {fill!r}")
+    return colour.astype(np.uint8)
+
+
+def _out_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be a positive number of pixels or (height, width), got {size}")
+    return size
+
+
+def _resize(patch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if patch.shape[:2] == size:
+        return patch
+    from PIL import Image
+
+    bilinear = getattr(Image, "Resampling", Image).BILINEAR  # Pillow < 9.1 has no Resampling
+    resized = Image.fromarray(patch).resize((size[1], size[0]), bilinear)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _crop(image: np.ndarray, box, colour: np.ndarray) -> np.ndarray:
+    """The box (top, left, bottom, right) of the image, ``colour`` where it leaves the image."""
+    top, left, bottom, right = box
+    height, width = image.shape[:2]
+    patch = np.empty((bottom - top, right - left, 3), dtype=np.uint8)
+    patch[:] = colour
+    t, b = max(top, 0), min(bottom, height)
+    l, r = max(left, 0), min(right, width)
+    if t < b and l < r:
+        patch[t - top:b - top, l - left:r - left] = image[t:b, l:r]
+    return patch
+
+
+def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=None,
+                    fill=127) -> np.ndarray:
+    """Crop the receptive-field box of map position (rows[i], cols[i]) from image image_ids[i].
+
+    ``images`` is a function ``id -> image`` (e.g. a data set's ``image_uint8``; uint8 (H, W, 3)
+    arrays, or anything ``image_getter`` understands) or an indexable data set (wrapped with
+    ``image_getter``; use that directly to undo a normalisation). Where a box leaves the image
+    the patch holds ``fill`` (a grey level or an RGB triple), so each patch is the full
+    receptive field, ``rf.size``, with the argmax position at its centre. A whole-image field
+    (token and vector layers) gives the whole image. ``size`` (pixels, or (height, width))
+    resizes every patch bilinearly.
+
+    Returns uint8 (n, h, w, 3). Images must have the size the field was measured for
+    (``rf.input_shape``), i.e. the size the model saw.
+    """
+    ids = np.asarray(image_ids).reshape(-1)
+    rows = np.asarray(rows).reshape(-1)
+    cols = np.asarray(cols).reshape(-1)
+    if not (len(ids) == len(rows) == len(cols)):
+        raise ValueError(f"got {len(ids)} image ids, {len(rows)} rows and {len(cols)} columns: "
+                         "give one row and one column per image")
+    if not isinstance(rf, ReceptiveField):
+        raise TypeError(f"rf must be a ReceptiveField (see receptive_fields), got "
+                        f"{type(rf).__name__}")
+    colour, out = _fill_colour(fill), _out_size(size)
+    get = images if callable(images) else image_getter(images)
+    patches = []
+    for image_id, row, col in zip(ids.tolist(), rows.tolist(), cols.tolist()):
+        if not rf.whole_image and rf.map_shape is not None and not (
+                0 <= row < rf.map_shape[0] and 0 <= col < rf.map_shape[1]):
+            raise ValueError(f"position ({row}, {col}) is outside the layer's "
+                             f"{rf.map_shape[0]}x{rf.map_shape[1]} map")
+        image = _to_uint8_image(get(image_id))
+        if rf.input_shape is not None and image.shape[:2] != tuple(rf.input_shape):
+            raise ValueError(f"image {image_id} is {image.shape[0]}x{image.shape[1]} but the "
+                             f"receptive field was measured for {rf.input_shape[0]}x"
+                             f"{rf.input_shape[1]} inputs: give the images as the model saw them")
+        patch = image if rf.whole_image else _crop(image, rf.box(row, col), colour)
+        patches.append(patch if out is None else _resize(patch, out))
+    if not patches:
+        empty = out or (rf.input_shape if rf.whole_image and rf.input_shape else rf.size)
+        return np.zeros((0, *empty, 3), dtype=np.uint8)
+    shapes = {p.shape for p in patches}
+    if len(shapes) > 1:
+        raise ValueError(f"the patches have different shapes {sorted(shapes)}: pass size=... "
+                         "to resize them to one")
+    return np.stack(patches)
+
+
+def neuron_patches(atlas, neuron: str, images, rf, n: int = 9, size=None,
+                   fill=127) -> np.ndarray:
+    """Patches of a neuron's ``n`` top images (best first; fewer if the atlas holds fewer),
+    cropped around the argmax with ``example_patches``. ``rf`` is the layer's
+    ``ReceptiveField`` or the dict ``receptive_fields`` returns."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a whole number of patches, at least 1, got {n!r}")
+    layer, _ = atlas.parse_neuron(neuron)
+    if isinstance(rf, Mapping):
+        if layer not in rf:
+            raise KeyError(f"no receptive field for layer {layer!r}: the dict has {list(rf)}")
+        rf = rf[layer]
+    top = atlas.top_images(neuron).head(int(n))
+    shape = tuple(atlas.stats.shapes[layer])
+    if "row" in top:
+        if (not rf.whole_image and rf.map_shape is not None
+                and tuple(rf.map_shape) != shape):
+            raise ValueError(f"layer {layer!r} has a {shape[0]}x{shape[1]} map in the atlas but "
+                             f"the receptive field is for a {rf.map_shape[0]}x{rf.map_shape[1]} "
+                             "map: measure it for this layer and the input size of the atlas")
+        rows, cols = top["row"].to_numpy(), top["col"].to_numpy()
+    else:
+        if not rf.whole_image:
+            raise ValueError(f"layer {layer!r} has no (row, col) map positions, so its patches "
+                             "need a whole-image receptive field")
+        rows = cols = np.zeros(len(top), dtype=np.int64)
+    return example_patches(images, rf, top["image"].to_numpy(), rows, cols, size=size, fill=fill)
