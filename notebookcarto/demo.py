@@ -1,0 +1,69 @@
+"""The built-in demo: map the concepts of a small CNN trained on the concept playground."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .analyses.concepts import describe_concepts, exemplar_concept_shares
+from .atlas import Atlas
+from .capture import mappable_layers
+from .datasets.playground import ConceptPlayground
+from .models.playground_cnn import evaluate, load_or_train
+
+FULL = dict(train=5000, test=4000, epochs=15)
+QUICK = dict(train=1200, test=400, epochs=1)
+
+
+def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size: int = 32,
+             top_n: int = 100, progress: bool = True, echo=print) -> Atlas:
+    """Train (or reuse) the playground CNN, map its blocks over held-out playground images,
+    save the atlas to ``out/atlas`` and print a summary. ``quick`` is a small run for tests."""
+    start = time.perf_counter()
+    plan = QUICK if quick else FULL
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = ConceptPlayground(n=plan["train"], size=size, seed=0)
+    test = ConceptPlayground(n=plan["test"], size=size, seed=1)
+    checkpoint = out / ("playground_cnn_quick.pt" if quick else "playground_cnn.pt")
+    model, _ = load_or_train(checkpoint, train_set=train, epochs=plan["epochs"], device=device,
+                             progress=progress)
+    model.to(device)
+    images, labels = test.tensors(progress=progress)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
+                                         batch_size=256)
+    atlas = Atlas.build(model, loader, mappable_layers(model), class_names=test.classes,
+                        top_n=min(top_n, len(test)), device=device, progress=progress,
+                        data_info={"name": "concept playground", "n": len(test), "size": size,
+                                   "seed": 1})
+    table = test.concept_table()
+    shares = exemplar_concept_shares(atlas, table, test.concept_names)
+    base_rates = pd.Series(table.mean(0), index=test.concept_names)
+    atlas.sections["exemplar_concepts"] = {
+        "meta": {"concepts": test.concept_names}, "arrays": {"shares": shares.to_numpy()}}
+    atlas.save(out / "atlas")
+    accuracy = evaluate(model, (images, labels), device=device)
+    echo(summary(atlas, shares, base_rates, accuracy))
+    echo(f"atlas saved to {out / 'atlas'} in {time.perf_counter() - start:.0f} s")
+    return atlas
+
+
+def summary(atlas: Atlas, shares: pd.DataFrame, base_rates: pd.Series, accuracy: float,
+            per_class: int = 2) -> str:
+    """A short text report: accuracy, layers, and each class's top neurons in the deepest layer
+    with the concepts their exemplars contain most above their base rate in the data."""
+    lines = [f"model accuracy on {atlas.stats.n_images} held-out images: {accuracy:.1%}",
+             "layers: " + ", ".join(f"{name} ({layer.channels} ch, map {atlas.stats.shapes[name]})"
+                                    for name, layer in atlas.stats.layers.items()),
+             f"neurons: {len(atlas.neuron_ids)}", "top neurons per class (deepest layer):"]
+    deepest = atlas.layers[-1]
+    for k, name in enumerate(atlas.class_names):
+        lines.append(f"  {name}")
+        for neuron, row in atlas.top_neurons(k, deepest, n=per_class).iterrows():
+            concepts = describe_concepts(shares.loc[neuron], base_rates)
+            text = ", ".join(f"{c} {s:.0%}" for c, s in concepts) or "no dominant concept"
+            lines.append(f"    {neuron:>10}  A={row['count']:<5d} exemplars: {text}")
+    return "\n".join(lines)
