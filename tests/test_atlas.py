@@ -506,3 +506,20 @@ def test_load_inconsistent_atlas(saved, edit):
     _write_manifest(saved, manifest)
     with pytest.raises(AtlasFormatError, match="the atlas is inconsistent"):
         Atlas.load(saved)
+
+
+def test_sections_add_neuron_and_class_columns_that_survive_save(atlas, tmp_path):
+    n, k = len(atlas.neuron_ids), len(atlas.class_names)
+    extended = Atlas(atlas.stats, class_names=atlas.class_names, sections={
+        "clusters": {"meta": {"neuron_columns": ["cluster"]},
+                     "arrays": {"cluster": np.arange(n) % 3 - 1}},
+        "similarity": {"meta": {"class_columns": ["score"]},
+                       "arrays": {"score": np.linspace(0, 1, k)}}})
+    extended.save(tmp_path / "a")
+    loaded = Atlas.load(tmp_path / "a")
+    assert loaded.neurons["cluster"].tolist() == (np.arange(n) % 3 - 1).tolist()
+    assert np.allclose(loaded.classes["score"], np.linspace(0, 1, k))
+    bad = Atlas(atlas.stats, sections={"x": {"meta": {"neuron_columns": ["c"]},
+                                             "arrays": {"c": np.zeros(n + 1)}}})
+    with pytest.raises(ValueError, match="column 'c' has"):
+        bad.neurons

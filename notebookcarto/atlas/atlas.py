@@ -26,7 +26,9 @@ class Atlas:
     (pandas DataFrames), ``aggregation(layer)``, ``top_images(neuron)`` and
     ``top_neurons(class)``; keep it with ``save(path)`` / ``Atlas.load(path)``. Later analyses
     store their results in ``sections`` (name -> ``{"meta": dict, "arrays": {name: ndarray}}``),
-    which are saved and loaded with the atlas.
+    which are saved and loaded with the atlas. A section whose meta lists ``"neuron_columns"``
+    (or ``"class_columns"``) adds those arrays, one value per neuron (or class), as columns of
+    ``neurons`` (or ``classes``).
     """
 
     def __init__(self, stats: ActivationStats, *, class_names=None, model_info: dict | None = None,
@@ -101,7 +103,7 @@ class Atlas:
             frames.append(frame)
         table = pd.concat(frames)
         table.index.name = "neuron"
-        return table
+        return self._section_columns(table, "neuron_columns")
 
     # -- classes ----------------------------------------------------------------------------
     @property
@@ -117,6 +119,16 @@ class Atlas:
             acc = self.stats.accuracy
             table["correct"] = _numpy(acc.confusion.diagonal())
             table["accuracy"] = _numpy(acc.accuracy)
+        return self._section_columns(table, "class_columns")
+
+    def _section_columns(self, table: pd.DataFrame, kind: str) -> pd.DataFrame:
+        for name, section in self.sections.items():
+            for column in section.get("meta", {}).get(kind, []):
+                values = np.asarray(section["arrays"][column])
+                if len(values) != len(table):
+                    raise ValueError(f"section {name!r}: column {column!r} has {len(values)} "
+                                     f"values for {len(table)} rows")
+                table[column] = values
         return table
 
     def class_index(self, cls) -> int:
