@@ -17,3 +17,16 @@ def shared() -> Path:
             "data/cifar10-test and models/resnet20-cifar10.th"
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(tmp_path_factory):
+    """A playground CNN trained once per test session (about 15 s on 2 cores): (model, train
+    set). Deterministic by seed; hold out images with ConceptPlayground(seed=1)."""
+    from notebookcarto.datasets import ConceptPlayground
+    from notebookcarto.models import load_or_train
+
+    train = ConceptPlayground(n=3000, size=32, seed=0)
+    path = tmp_path_factory.mktemp("trained_cnn") / "cnn.pt"
+    model, _ = load_or_train(path, train_set=train, epochs=8, progress=False)
+    return model, train
