@@ -590,3 +590,13 @@ def test_mixing_labelled_and_unlabelled_batches(data, labelled_first):
     loader = ([with_labels[0], without[1]] if labelled_first else [without[0], with_labels[1]])
     with pytest.raises(ValueError, match="batch 1: some batches have labels and others do not"):
         collect_stats(model, loader, LAYERS, progress=False)
+
+
+def test_merge_rejects_overlapping_image_ids(data):
+    model, x, y = data
+    first = run(model, batches(x, y, stop=50), top_n=5)
+    overlapping = run(model, batches(x, y, start=40), top_n=5, index_offset=40)
+    with pytest.raises(ValueError, match=r"overlapping image ids \[0, 50\) and \[40, 90\)"):
+        first.merge(overlapping)
+    later = run(model, batches(x, y, start=50), top_n=5, index_offset=100)
+    assert first.merge(later).config["image_ranges"] == [[0, 50], [100, 140]]

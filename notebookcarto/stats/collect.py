@@ -49,7 +49,8 @@ class ActivationStats:
                  bins: int = 10, exclude: dict | None = None, skip_tokens: int = 0):
         self.config = dict(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
                            exclude={k: list(v) for k, v in (exclude or {}).items()},
-                           skip_tokens=skip_tokens, shapes={}, channels={}, n_images=0)
+                           skip_tokens=skip_tokens, shapes={}, channels={}, n_images=0,
+                           image_ranges=[])
         self.layers: dict[str, LayerStats] = {}
         self.accuracy: ClassAccuracy | None = None
 
@@ -87,12 +88,20 @@ class ActivationStats:
                                  f"{self.config[key]} vs {other.config[key]}")
         if (self.accuracy is None) != (other.accuracy is None):  # checked before changing self
             raise ValueError("cannot merge statistics with and without accuracy")
+        for a, b in self.config["image_ranges"]:
+            for c, d in other.config["image_ranges"]:
+                if a < d and c < b:
+                    raise ValueError(f"cannot merge statistics over overlapping image ids "
+                                     f"[{a}, {b}) and [{c}, {d}): give each pass its own "
+                                     "index_offset")
         for name, layer in self.layers.items():
             for rname, reducer in layer.reducers.items():
                 reducer.merge(other.layers[name].reducers[rname])
         if self.accuracy is not None:
             self.accuracy.merge(other.accuracy)
         self.config["n_images"] += other.n_images
+        self.config["image_ranges"] = _union(self.config["image_ranges"]
+                                             + other.config["image_ranges"])
         return self
 
     def state_dict(self) -> dict:
@@ -116,6 +125,7 @@ class ActivationStats:
         for name in config["layers"]:
             stats.add_layer(name, config["channels"][name], config["shapes"][name], device)
         stats.config["n_images"] = config["n_images"]
+        stats.config["image_ranges"] = [list(r) for r in config["image_ranges"]]
         tensors = state["tensors"]
         for name, layer in stats.layers.items():
             for rname, reducer in layer.reducers.items():
@@ -126,6 +136,17 @@ class ActivationStats:
             stats.accuracy.load_state_dict({k[len("/accuracy/"):]: v for k, v in tensors.items()
                                             if k.startswith("/accuracy/")})
         return stats
+
+
+def _union(ranges: list) -> list:
+    """Sorted [start, stop) ranges with touching ones joined."""
+    out = []
+    for start, stop in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], stop)
+        else:
+            out.append([start, stop])
+    return out
 
 
 def _split_batch(batch, i: int):
@@ -218,6 +239,7 @@ def collect_stats(model: nn.Module, loader, layers, *, num_classes: int | None =
     if start == index_offset:
         raise ValueError("the loader yielded no batches: give it at least one image")
     stats.config["n_images"] = start - index_offset
+    stats.config["image_ranges"] = [[index_offset, start]]
     # The states were made under inference mode; copies made outside it can be merged in place.
     return ActivationStats.from_state_dict(stats.state_dict(), device=model_dev)
 
