@@ -657,3 +657,15 @@ def test_mappable_layers_found_names_capture_real_blocks():
         shapes = {k: tuple(v.shape) for k, v in cap.outputs.items()}
     assert shapes["layer1.0"] == (1, 64, 8, 8)
     assert shapes["layer4.1"] == (1, 512, 1, 1)
+
+
+def test_a_chosen_submodule_called_directly_counts_as_its_own_pass():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+    x = torch.randn(2, 3, 5, 5)
+    with Capture(model, ["0"]) as capture:
+        model(x)
+        for _ in range(2):
+            out = model[0](x)
+            assert torch.equal(capture.outputs["0"], out.detach())
+        model(x)
+        assert torch.equal(capture.outputs["0"], model[0](x).detach())

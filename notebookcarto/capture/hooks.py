@@ -60,7 +60,8 @@ class Capture:
     also when the block raises.
 
     A module that runs more than once per forward pass raises ``LayerError``; address each call
-    as ``"name#0"``, ``"name#1"``, ... instead. A chosen layer that does not run in a forward
+    as ``"name#0"``, ``"name#1"``, ... instead. A chosen module may also be called directly
+    (``model.block(x)``); each such call counts as a pass of its own. A chosen layer that does not run in a forward
     pass raises ``LayerError`` when the pass ends.
     """
 
@@ -75,6 +76,7 @@ class Capture:
         self.outputs: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = defaultdict(int)
         self._seen: set[str] = set()
+        self._in_pass = False
         self._guard = None
 
     def __enter__(self):
@@ -104,8 +106,10 @@ class Capture:
         self.outputs = {}
         self._calls.clear()
         self._seen.clear()
+        self._in_pass = True
 
     def _end_pass(self, module, args, output):
+        self._in_pass = False
         missing = [n for n in self.layers if n not in self._seen]
         if missing:
             raise LayerError(f"layer(s) {missing} did not run during the forward pass: the model's "
@@ -113,6 +117,8 @@ class Capture:
 
     def _hook(self, base: str, calls: dict):
         def hook(module, args, output):
+            if not self._in_pass:  # a submodule called directly: each call is its own pass
+                self._calls[base] = 0
             call = self._calls[base]
             self._calls[base] += 1
             if None in calls and call >= 1:
