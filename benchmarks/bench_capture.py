@@ -55,11 +55,13 @@ def child(n: int, batch_size: int, device: str) -> None:
     model, data, _ = setup(n)
     model.to(device)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats = collect_stats(model, loader, mappable_layers(model), progress=False)
     state_mb = sum(t.numel() * t.element_size()
                    for t in stats.state_dict()["tensors"].values()) / 2**20
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"n": stats.n_images, "peak_mb": peak_mb, "state_mb": state_mb}))
+    print(json.dumps({"n": stats.n_images, "peak_mb": peak_mb, "state_mb": state_mb,
+                      "pass_mb": peak_mb - before_mb}))
 
 
 def peak_memory(n: int, batch_size: int, device: str) -> dict:
@@ -117,8 +119,9 @@ def main() -> None:
     small = peak_memory(2000, args.batch_size, args.device)
     large = peak_memory(n, args.batch_size, args.device)
     print(f"streaming peak RSS: {small['peak_mb']:.0f} MB for {small['n']} images, "
-          f"{large['peak_mb']:.0f} MB for {large['n']} images; statistics state "
-          f"{large['state_mb']:.2f} MB")
+          f"{large['peak_mb']:.0f} MB for {large['n']} images (the pass itself added "
+          f"{small['pass_mb']:.0f} and {large['pass_mb']:.0f} MB over the imports and model); "
+          f"statistics state {large['state_mb']:.2f} MB")
     print(f"ratio={full_t / bare_t:.3f} images_per_s={n / full_t:.0f} "
           f"peak_mb_2k={small['peak_mb']:.0f} peak_mb_10k={large['peak_mb']:.0f}")
 
