@@ -358,3 +358,16 @@ def test_bad_patch_inputs(dots):
         example_patches(get, rf, [0], [0], [0], size=0)
     with pytest.raises(TypeError, match="ReceptiveField"):
         example_patches(get, {"1": rf}, [0], [0], [0])
+
+
+def test_fill_none_clips_the_box_to_the_image():
+    image = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
+    rf = ReceptiveField(stride=(1, 1), offset=(-3, -3), size=(7, 7), input_shape=(10, 10),
+                        map_shape=(10, 10))
+    corner = example_patches(lambda i: image, rf, [0], [0], [0], fill=None, size=4)
+    assert corner.shape == (1, 4, 4, 3)
+    # the clipped box of (0, 0) is rows 0..3, cols 0..3: exactly the image's corner
+    assert np.array_equal(example_patches(lambda i: image, rf, [0], [0], [0], fill=None,
+                                          size=(4, 4))[0], image[:4, :4])
+    centre = example_patches(lambda i: image, rf, [0], [5], [5], fill=None)
+    assert np.array_equal(centre[0], image[2:9, 2:9])

@@ -120,6 +120,15 @@ def _crop(image: np.ndarray, box, colour: np.ndarray) -> np.ndarray:
     return patch
 
 
+def _clip(image: np.ndarray, box) -> np.ndarray:
+    """The part of the box (top, left, bottom, right) that lies inside the image."""
+    top, left, bottom, right = box
+    height, width = image.shape[:2]
+    t, b = min(max(top, 0), height - 1), max(min(bottom, height), 1)
+    l, r = min(max(left, 0), width - 1), max(min(right, width), 1)
+    return image[t:max(b, t + 1), l:max(r, l + 1)]
+
+
 def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=None,
                     fill=127) -> np.ndarray:
     """Crop the receptive-field box of map position (rows[i], cols[i]) from image image_ids[i].
@@ -128,7 +137,9 @@ def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=N
     arrays, or anything ``image_getter`` understands) or an indexable data set (wrapped with
     ``image_getter``; use that directly to undo a normalisation). Where a box leaves the image
     the patch holds ``fill`` (a grey level or an RGB triple), so each patch is the full
-    receptive field, ``rf.size``, with the argmax position at its centre. A whole-image field
+    receptive field, ``rf.size``, with the argmax position at its centre. ``fill=None`` clips
+    the box to the image instead (no padding; better for display when fields are larger than
+    the image) and resizes each patch to ``size`` or to the field's size capped by the image's. A whole-image field
     (token and vector layers) gives the whole image. ``size`` (pixels, or (height, width))
     resizes every patch bilinearly.
 
@@ -144,7 +155,7 @@ def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=N
     if not isinstance(rf, ReceptiveField):
         raise TypeError(f"rf must be a ReceptiveField (see receptive_fields), got "
                         f"{type(rf).__name__}")
-    colour, out = _fill_colour(fill), _out_size(size)
+    colour, out = (None if fill is None else _fill_colour(fill)), _out_size(size)
     get = images if callable(images) else image_getter(images)
     patches = []
     for image_id, row, col in zip(ids.tolist(), rows.tolist(), cols.tolist()):
@@ -157,7 +168,13 @@ def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=N
             raise ValueError(f"image {image_id} is {image.shape[0]}x{image.shape[1]} but the "
                              f"receptive field was measured for {rf.input_shape[0]}x"
                              f"{rf.input_shape[1]} inputs: give the images as the model saw them")
-        patch = image if rf.whole_image else _crop(image, rf.box(row, col), colour)
+        if rf.whole_image:
+            patch = image
+        elif colour is None:
+            patch = _clip(image, rf.box(row, col))
+            out = out or (min(rf.size[0], image.shape[0]), min(rf.size[1], image.shape[1]))
+        else:
+            patch = _crop(image, rf.box(row, col), colour)
         patches.append(patch if out is None else _resize(patch, out))
     if not patches:
         empty = out or (rf.input_shape if rf.whole_image and rf.input_shape else rf.size)
