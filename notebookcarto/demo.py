@@ -39,7 +39,7 @@ def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size
                         top_n=min(top_n, len(test)), device=device, progress=progress,
                         data_info={"name": "concept playground", "n": len(test), "size": size,
                                    "seed": 1})
-    table = test.concept_table()
+    table = test.concept_table(progress=progress)
     shares = exemplar_concept_shares(atlas, table, test.concept_names)
     base_rates = pd.Series(table.mean(0), index=test.concept_names)
     atlas.sections["exemplar_concepts"] = {
