@@ -30,3 +30,15 @@ def trained_cnn(tmp_path_factory):
     path = tmp_path_factory.mktemp("trained_cnn") / "cnn.pt"
     model, _ = load_or_train(path, train_set=train, epochs=8, progress=False)
     return model, train
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared, busy machine. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

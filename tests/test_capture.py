@@ -14,13 +14,7 @@ from notebookcarto.capture import (Capture, LayerError, ModelGuard, as_channels,
                                    mappable_layers, position_shape, resolve_layers, split_call)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------

@@ -189,13 +189,6 @@ def test_generation_speed():
     assert per_image < 5e-3  # about 0.3 ms on one CPU core; loose bound for busy machines
 
 
-@pytest.fixture
-def one_thread():
-    # one thread: fast and stable even when other processes share the cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_quick_training_learns(one_thread):

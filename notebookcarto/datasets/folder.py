@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision import datasets, transforms
 
-from .shared import ENV_VAR, find_shared
+from .shared import shared_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,18 +49,7 @@ def cifar10_test(root: str | Path | None = None) -> datasets.ImageFolder:
     :func:`notebookcarto.datasets.shared.find_shared`).
     """
     if root is None:
-        shared = find_shared()
-        if shared is None:
-            raise FileNotFoundError(
-                "CIFAR-10 test images not found: no shared folder. "
-                f"Set {ENV_VAR} to the folder holding data/cifar10-test, or pass root=."
-            )
-        root = shared.joinpath(*CIFAR10_TEST)
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"CIFAR-10 test images not found at {root}. "
-                f"Set {ENV_VAR} to the folder holding data/cifar10-test, or pass root=."
-            )
+        root = shared_path(*CIFAR10_TEST)
     return image_folder(root)
 
 
