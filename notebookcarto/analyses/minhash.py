@@ -1,0 +1,557 @@
+"""MinHash and banded LSH over sets of integer ids (REFERENCE section 2.2), linear in the sets.
+
+Sets are rows of an integer array (N, M), padded with -1. Every hash function is a random
+permutation of the ids that occur in any set, *shared by all sets*: the released NeuroCartography
+code drew new hash functions for every neuron, which makes signatures incomparable; here the
+permutations are drawn once per call, so two sets with Jaccard similarity J have the same minimum
+under one hash function with probability exactly J, and share a bucket of B bands of R rows with
+probability 1 - (1 - J^R)^B (``s_curve``).
+
+Two back ends give the same signatures and buckets: compiled loops (numba, on CPU) and torch
+(any device; used on CUDA). No step compares all pairs of sets: the cost is O(N M R B), plus
+O(U R B) to draw the permutations of the U ids that occur.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+
+_TABLE_BUDGET = 1 << 25  # elements of a permutation table (or gathered block) held at once
+
+
+# ------------------------------------------------------------------ S-curve
+
+
+def check_bands(rows, bands, what: str = "") -> tuple[int, int]:
+    """Validate LSH rows R and bands B (integers >= 1)."""
+    for name, v in (("rows", rows), ("bands", bands)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{what}{name} must be an integer >= 1, got {v!r} (the defaults are "
+                             "rows=2, bands=100 for clustering)")
+    return int(rows), int(bands)
+
+
+def s_curve(similarity=None, rows: int = 2, bands: int = 100) -> np.ndarray:
+    """Probability that two sets of Jaccard similarity ``similarity`` share at least one bucket
+    of banded LSH with ``bands`` bands of ``rows`` rows: 1 - (1 - s^R)^B. ``similarity``
+    defaults to 101 points on [0, 1]."""
+    rows, bands = check_bands(rows, bands)
+    s = np.linspace(0.0, 1.0, 101) if similarity is None else np.asarray(similarity, float)
+    return 1.0 - (1.0 - s ** rows) ** bands
+
+
+def s_curve_threshold(rows: int = 2, bands: int = 100) -> float:
+    """Approximate similarity where the S-curve rises most steeply: (1/B)^(1/R)."""
+    rows, bands = check_bands(rows, bands)
+    return (1.0 / bands) ** (1.0 / rows)
+
+
+def s_curve_figure(rows: int = 2, bands: int = 100, *, observed: pd.DataFrame | None = None,
+                   bins: int = 20, compare=()):
+    """Plotly figure of the S-curve for ``rows`` and ``bands`` (and any ``(rows, bands)`` in
+    ``compare``), with the threshold (1/B)^(1/R) marked. ``observed`` (columns ``jaccard`` and
+    ``collides``, e.g. from ``collision_table``) adds the measured collision rate per similarity
+    bin, with binomial error bars."""
+    import plotly.graph_objects as go
+
+    s = np.linspace(0.0, 1.0, 201)
+    fig = go.Figure()
+    for r, b in [(rows, bands), *compare]:
+        fig.add_scatter(x=s, y=s_curve(s, r, b), mode="lines", name=f"R={r}, B={b}")
+    t = s_curve_threshold(rows, bands)
+    fig.add_vline(x=t, line_dash="dot", annotation_text=f"(1/B)^(1/R) = {t:.2f}")
+    if observed is not None and len(observed):
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        which = np.clip(np.digitize(observed["jaccard"], edges) - 1, 0, bins - 1)
+        table = (pd.DataFrame({"bin": which, "hit": observed["collides"].astype(float),
+                               "j": observed["jaccard"]})
+                 .groupby("bin").agg(j=("j", "mean"), rate=("hit", "mean"), n=("hit", "size")))
+        err = np.sqrt(table["rate"] * (1 - table["rate"]) / table["n"])
+        fig.add_scatter(x=table["j"], y=table["rate"], mode="markers", name="measured",
+                        error_y=dict(type="data", array=err), text=table["n"],
+                        hovertemplate="J=%{x:.2f}: %{y:.3f} of %{text} pairs")
+    fig.update_layout(xaxis_title="Jaccard similarity of two top-image sets",
+                      yaxis_title="probability of sharing a bucket",
+                      title=f"LSH S-curve: {bands} bands of {rows} rows", template="plotly_white")
+    return fig
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def as_sets(sets, device=None) -> torch.Tensor:
+    """Sets as an int64 tensor (N, M) of ids >= 0, padded with -1."""
+    t = torch.as_tensor(sets)
+    if t.ndim != 2 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"sets must be an integer array (N, M) of ids padded with -1, got "
+                         f"{t.dtype} of shape {tuple(t.shape)}")
+    if t.numel() and int(t.min()) < -1:
+        raise ValueError("sets hold ids below -1: ids must be >= 0, with -1 for padding")
+    return t.to(device=device, dtype=torch.long)
+
+
+def _compact(sets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Ids renumbered 0..U-1 in increasing order (-1 stays), and U."""
+    shifted = sets + 1  # padding -> 0
+    top = int(shifted.max()) if shifted.numel() else 0
+    if top <= 8 * shifted.numel() + (1 << 20):  # a lookup table (torch.unique is slow on CPU)
+        present = torch.bincount(shifted.flatten(), minlength=top + 1) > 0
+        present[0] = False
+        lookup = torch.cumsum(present, 0) - 1  # lookup[0] = -1
+        return lookup[shifted], int(present.sum())
+    valid = sets >= 0
+    ids, values = torch.unique(sets[valid], return_inverse=True)
+    out = torch.full_like(sets, -1)
+    out[valid] = values
+    return out, ids.numel()
+
+
+def _hash_seeds(seed: int, hashes: range) -> np.ndarray:
+    """One 64-bit seed per hash function, a function of (seed, h) only."""
+    return np.array([(int(seed) * 0x9E3779B97F4A7C15 + 0xD1B54A32D192ED03 * (h + 1))
+                     % 2 ** 64 for h in hashes], dtype=np.uint64)
+
+
+def _permutation_table(universe: int, seed: int, h0: int, h1: int, dtype=np.int64) -> np.ndarray:
+    """(universe, h1 - h0): the rank of each id under shared random permutations h0..h1-1
+    (Fisher-Yates; compiled when numba is present, else numpy's generator, which draws other
+    permutations). Permutation h depends only on (seed, h, universe)."""
+    seeds = _hash_seeds(seed, range(h0, h1))
+    kernels = _kernels()
+    if kernels is not None:
+        out = np.empty((len(seeds), universe), dtype=dtype)
+        kernels["permutations"](seeds, out)
+    else:
+        out = np.stack([np.random.default_rng(int(s)).permutation(universe).astype(dtype)
+                        for s in seeds])
+    return np.ascontiguousarray(out.T)
+
+
+def _backend(backend: str, device) -> str:
+    if backend not in ("auto", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+    on_cpu = torch.device(device or "cpu").type == "cpu"
+    if backend == "numba" and not on_cpu:
+        raise ValueError("backend='numba' runs on the CPU only: use backend='torch' on "
+                         f"{device}")
+    if backend == "auto":
+        backend = "numba" if on_cpu and _kernels() is not None else "torch"
+    if backend == "numba" and _kernels() is None:
+        raise ImportError("backend='numba' needs numba (installed with umap-learn)")
+    return backend
+
+
+# ------------------------------------------------------------------ signatures
+
+
+def minhash_signatures(sets, num_hashes: int, *, seed: int = 0, device=None,
+                       backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """MinHash signatures of every set with ``num_hashes`` permutations shared by all sets.
+
+    Returns ``(signatures, valid)``: int32 (N, num_hashes), the smallest rank of a member under
+    each permutation, and bool (N,), False for empty sets (their signature is meaningless).
+    Ranks are positions in a random permutation of the ids present in ``sets``: signatures of
+    one call are comparable with each other (not across calls with other sets).
+    """
+    if isinstance(num_hashes, bool) or not isinstance(num_hashes, (int, np.integer)) \
+            or num_hashes < 1:
+        raise ValueError(f"num_hashes must be an integer >= 1, got {num_hashes!r}")
+    sets = as_sets(sets, device)
+    device = sets.device
+    backend = _backend(backend, device)
+    valid = (sets >= 0).any(1)
+    if backend == "numba":
+        return _signatures_numba(sets.numpy(), num_hashes, seed), valid
+    compact, universe = _compact(sets)
+    if universe == 0:
+        return torch.zeros(sets.shape[0], num_hashes, dtype=torch.int32, device=device), valid
+    return _signatures_torch(compact, universe, num_hashes, seed), valid
+
+
+def _signatures_torch(compact, universe, num_hashes, seed) -> torch.Tensor:
+    # embedding_bag's max over each row (a bag) of -rank is minus the smallest rank; padding
+    # points at an extra row that padding_idx leaves out.
+    step = max(1, min(num_hashes, _TABLE_BUDGET // universe))
+    dtype = torch.float32 if universe <= 2 ** 24 else torch.float64  # ranks stay exact
+    device = compact.device
+    index = torch.where(compact >= 0, compact, universe)
+    out = torch.empty(compact.shape[0], num_hashes, dtype=torch.int32, device=device)
+    rows = max(1, _TABLE_BUDGET // max(1, compact.shape[1] * step))
+    for h0 in range(0, num_hashes, step):
+        h1 = min(h0 + step, num_hashes)
+        table = torch.from_numpy(_permutation_table(universe, seed, h0, h1))
+        weight = torch.cat([-table.to(device, dtype), torch.zeros(1, table.shape[1],
+                                                                  dtype=dtype, device=device)])
+        for r0 in range(0, index.shape[0], rows):
+            best = torch.nn.functional.embedding_bag(index[r0:r0 + rows], weight, mode="max",
+                                                     padding_idx=universe)
+            out[r0:r0 + rows, h0:h1] = (-best).int()
+    return out
+
+
+def _signatures_numba(sets: np.ndarray, num_hashes, seed) -> torch.Tensor:
+    kernels = _kernels()
+    n = sets.shape[0]
+    out = np.empty((n, num_hashes), dtype=np.int32)
+    top = int(sets.max()) if sets.size else -1
+    if top < 0:
+        out[:] = 0
+        return torch.from_numpy(out)
+    if top <= 8 * sets.size + (1 << 20):  # ids -> 0..U-1 in increasing order, by lookup
+        present = np.bincount((sets + 1).ravel(), minlength=top + 2)[1:] > 0
+        lookup = (np.cumsum(present) - 1).astype(np.int32)
+        universe = int(present.sum())
+    else:  # sparse ids: renumber them first
+        compact, universe = _compact(torch.from_numpy(sets))
+        sets, lookup = compact.numpy(), np.arange(universe, dtype=np.int32)
+    dtype = np.uint16 if universe <= np.iinfo(np.uint16).max else np.int32
+    step = max(1, min(num_hashes, _TABLE_BUDGET // universe))
+    threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1, n // 256 or 1))
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        for h0 in range(0, num_hashes, step):
+            table = _permutation_table(universe, seed, h0, min(h0 + step, num_hashes), dtype)
+            jobs = [pool.submit(kernels["signatures"], sets[a:b], lookup, table, out[a:b], h0)
+                    for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+            for job in jobs:
+                job.result()
+    return torch.from_numpy(out)
+
+
+# ------------------------------------------------------------------ banding and union-find
+
+
+def band_ids(signatures: torch.Tensor, rows: int, bands: int, base: int) -> torch.Tensor:
+    """(N, bands) int64: one id per band such that two rows have equal ids in a band exactly when
+    their R values there are equal. ``base`` bounds the signature values (0 <= value < base)."""
+    n = signatures.shape[0]
+    sig = signatures[:, : rows * bands].reshape(n, bands, rows).long()
+    if base ** rows < 2 ** 62:  # an exact positional number
+        weights = torch.tensor([base ** (rows - 1 - r) for r in range(rows)],
+                               dtype=torch.long, device=sig.device)
+        return (sig * weights).sum(-1)
+    out = torch.empty(n, bands, dtype=torch.long, device=sig.device)
+    for b in range(bands):
+        out[:, b] = torch.unique(sig[:, b], dim=0, return_inverse=True)[1]
+    return out
+
+
+def union_find(parent: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Merge the sets of each edge (u[k], v[k]) into ``parent`` (every entry a root, with
+    parent[x] <= x) and return the new parent array (roots: the smallest member of each set).
+    Vectorised: roots hook onto the smallest root they touch, then pointers jump to roots."""
+    while u.numel():
+        ru, rv = parent[u], parent[v]
+        keep = ru != rv
+        u, v, ru, rv = u[keep], v[keep], ru[keep], rv[keep]
+        if not u.numel():
+            break
+        lo, hi = torch.minimum(ru, rv), torch.maximum(ru, rv)
+        parent = parent.scatter_reduce(0, hi, lo, reduce="amin")
+        while True:
+            jumped = parent[parent]
+            if torch.equal(jumped, parent):
+                break
+            parent = jumped
+    return parent
+
+
+def components(roots: torch.Tensor, valid: torch.Tensor | None = None,
+               min_size: int = 2) -> torch.Tensor:
+    """Cluster labels 0..k-1 from root indices (``union_find``: each row's root is the smallest
+    row of its set), numbered by smallest member; members of sets smaller than ``min_size``, and
+    invalid rows, get -1."""
+    n = roots.numel()
+    ok = torch.ones(n, dtype=torch.bool, device=roots.device) if valid is None else valid
+    counts = torch.bincount(roots[ok], minlength=n)
+    big = counts >= min_size
+    new = torch.cumsum(big.long(), 0) - 1
+    labels = torch.where(big[roots], new[roots], torch.full_like(roots, -1))
+    labels[~ok] = -1
+    return labels
+
+
+def lsh_roots(signatures: torch.Tensor, valid: torch.Tensor, rows: int = 2, bands: int = 100,
+              *, backend: str = "auto") -> torch.Tensor:
+    """Union-find over all buckets of all bands: rows sharing the R values of any band end in
+    one set. Returns the root (smallest member index) of every row; invalid rows are alone."""
+    rows, bands = check_bands(rows, bands)
+    if signatures.shape[1] < rows * bands:
+        raise ValueError(f"signatures have {signatures.shape[1]} hashes, fewer than "
+                         f"rows * bands = {rows * bands}")
+    device = signatures.device
+    backend = _backend(backend, device)
+    n = signatures.shape[0]
+    if backend == "numba":
+        parent = np.arange(n, dtype=np.int64)
+        # hash-major: one band's values of all rows lie together
+        sig = np.ascontiguousarray(signatures[:, : rows * bands].cpu().numpy().T)
+        _kernels()["band_union"](sig, rows, bands, valid.cpu().numpy(), parent)
+        return torch.from_numpy(parent).to(device)
+    parent = torch.arange(n, device=device)
+    base = int(signatures.max()) + 1 if n else 1
+    idx = torch.nonzero(valid).squeeze(1)
+    step = max(1, _TABLE_BUDGET // max(1, idx.numel()))
+    for b0 in range(0, bands, step):
+        nb = min(step, bands - b0)
+        ids = band_ids(signatures[idx, b0 * rows:(b0 + nb) * rows], rows, nb, base).T  # (nb, n)
+        ids, order = torch.sort(ids, dim=1, stable=True)
+        same = ids[:, 1:] == ids[:, :-1]  # a bucket chains its members: linking neighbours
+        u, v = order[:, 1:][same], order[:, :-1][same]  # in sorted order is enough
+        parent = union_find(parent, idx[u], idx[v])
+    return parent
+
+
+def lsh_clusters(sets, rows: int = 2, bands: int = 100, *, seed: int = 0, device=None,
+                 backend: str = "auto", min_size: int = 2):
+    """Stage 1 of NeuroCartography: MinHash signatures with ``rows * bands`` shared permutations,
+    banded LSH, union-find over all buckets, components smaller than ``min_size`` dropped.
+
+    Returns ``(labels, signatures, valid)``: labels int64 (N,) numbered by smallest member, -1
+    for none. Cost is linear in the number of sets (no all-pairs step).
+    """
+    rows, bands = check_bands(rows, bands)
+    signatures, valid = minhash_signatures(sets, rows * bands, seed=seed, device=device,
+                                           backend=backend)
+    roots = lsh_roots(signatures, valid, rows, bands, backend=backend)
+    return components(roots, valid, min_size), signatures, valid
+
+
+def lsh_collides(signatures: torch.Tensor, i, j, rows: int = 2, bands: int = 100) -> np.ndarray:
+    """For given pairs (i[k], j[k]), whether they share a bucket in at least one band (the event
+    whose probability the S-curve gives)."""
+    rows, bands = check_bands(rows, bands)
+    i = torch.as_tensor(np.array(i, dtype=np.int64), device=signatures.device)
+    j = torch.as_tensor(np.array(j, dtype=np.int64), device=signatures.device)
+    out = torch.empty(i.numel(), dtype=torch.bool, device=signatures.device)
+    step = max(1, _TABLE_BUDGET // (rows * bands))
+    for k in range(0, i.numel(), step):
+        a = signatures[i[k:k + step], : rows * bands].reshape(-1, bands, rows)
+        b = signatures[j[k:k + step], : rows * bands].reshape(-1, bands, rows)
+        out[k:k + step] = (a == b).all(-1).any(-1)
+    return out.cpu().numpy()
+
+
+# ------------------------------------------------------------------ exact reference
+
+
+def exact_jaccard_pairs(sets, min_jaccard: float = 0.0, *, chunk: int = 2048) -> pd.DataFrame:
+    """All pairs i < j of sets with Jaccard similarity > 0 and >= ``min_jaccard``, computed
+    exactly by comparing every pair (a sparse product; for tests and benchmarks on small
+    inputs). Columns ``i``, ``j``, ``intersection``, ``jaccard``."""
+    from scipy import sparse
+
+    compact, universe = _compact(as_sets(sets, "cpu"))
+    c = compact.numpy()
+    n = c.shape[0]
+    r, col = np.nonzero(c >= 0)
+    incidence = sparse.csr_matrix((np.ones(r.size, np.float32), (r, c[r, col])),
+                                  shape=(n, max(universe, 1)))
+    incidence.sum_duplicates()
+    incidence.data[:] = 1.0
+    size = np.asarray(incidence.sum(1), dtype=np.float64).ravel()
+    parts = []
+    transposed = incidence.T.tocsc()
+    for a in range(0, n, chunk):
+        inter = (incidence[a:a + chunk] @ transposed).tocoo()
+        i, j = inter.row + a, inter.col
+        keep = j > i
+        i, j, k = i[keep], j[keep], inter.data[keep].astype(np.float64)
+        jac = k / (size[i] + size[j] - k)
+        keep = jac >= min_jaccard
+        parts.append(pd.DataFrame({"i": i[keep].astype(np.int64), "j": j[keep].astype(np.int64),
+                                   "intersection": k[keep].astype(np.int64),
+                                   "jaccard": jac[keep].astype(np.float64)}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["i", "j", "intersection", "jaccard"])
+    return out.sort_values(["i", "j"], kind="stable").reset_index(drop=True)
+
+
+def pair_jaccard(sets, i, j) -> np.ndarray:
+    """Exact Jaccard similarity of the given pairs only (no all-pairs step)."""
+    s = as_sets(sets, "cpu").numpy()
+    out = np.empty(len(i))
+    for k, (a, b) in enumerate(zip(np.asarray(i), np.asarray(j))):
+        x, y = set(s[a][s[a] >= 0].tolist()), set(s[b][s[b] >= 0].tolist())
+        union = len(x | y)
+        out[k] = len(x & y) / union if union else 0.0
+    return out
+
+
+def collision_table(signatures: torch.Tensor, pairs: pd.DataFrame, rows: int = 2,
+                    bands: int = 100) -> pd.DataFrame:
+    """``pairs`` (columns ``i``, ``j``, ``jaccard``) with ``collides`` (shared a bucket) and
+    ``expected`` (the S-curve at their similarity) added."""
+    out = pairs.copy()
+    out["collides"] = lsh_collides(signatures, pairs["i"], pairs["j"], rows, bands)
+    out["expected"] = s_curve(pairs["jaccard"].to_numpy(), rows, bands)
+    return out
+
+
+# ------------------------------------------------------------------ synthetic data
+
+
+def synthetic_top_sets(n: int, *, set_size: int = 100, universe: int = 50_000,
+                       group_size: int = 5, grouped: float = 0.5, replace=(0.0, 0.6),
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic top-image sets with planted overlap, for tests and benchmarks.
+
+    A share ``grouped`` of the ``n`` sets come in groups of ``group_size``: each member is the
+    group's base set (``set_size`` distinct ids out of ``universe``) with a fraction drawn
+    uniformly from ``replace`` of its ids swapped for random others. The rest are random sets.
+    Returns ``(sets, group)``: int64 (n, set_size) and int64 (n,), -1 for ungrouped sets.
+    """
+    if set_size > universe:
+        raise ValueError(f"set_size ({set_size}) cannot exceed universe ({universe})")
+    rng = np.random.default_rng(seed)
+    n_groups = int(n * grouped) // group_size
+    group = np.full(n, -1, dtype=np.int64)
+    group[: n_groups * group_size] = np.repeat(np.arange(n_groups), group_size)
+    sets = _distinct_rows(rng, rng.integers(0, universe, (n, set_size)), universe)
+    members = group >= 0
+    if n_groups:
+        base = sets[np.flatnonzero(members)[::group_size]][group[members]]
+        frac = rng.uniform(*replace, size=members.sum())
+        swap = rng.random(base.shape) < frac[:, None]
+        base[swap] = rng.integers(0, universe, swap.sum())
+        sets[members] = _distinct_rows(rng, base, universe)
+    order = rng.permutation(n)  # groups are not contiguous
+    return sets[order], group[order]
+
+
+def _distinct_rows(rng, rows: np.ndarray, universe: int) -> np.ndarray:
+    rows = rows.copy()
+    while True:
+        order = np.argsort(rows, axis=1, kind="stable")
+        s = np.take_along_axis(rows, order, 1)
+        dup = np.zeros_like(rows, dtype=bool)
+        np.put_along_axis(dup, order[:, 1:], s[:, 1:] == s[:, :-1], 1)
+        if not dup.any():
+            return rows
+        rows[dup] = rng.integers(0, universe, dup.sum())
+
+
+# ------------------------------------------------------------------ compiled loops
+
+
+def _signatures_loop(sets, lookup, table, out, h0):
+    # out[a, h0 + k] = smallest rank under permutation k of the ids in row a (-1: padding)
+    n, m = sets.shape
+    h = table.shape[1]
+    top = table.dtype.type(np.iinfo(table.dtype).max)
+    row = np.empty(h, dtype=table.dtype)
+    for a in range(n):
+        for k in range(h):
+            row[k] = top
+        for b in range(m):
+            x = sets[a, b]
+            if x < 0:
+                continue
+            t = table[lookup[x]]
+            for k in range(h):
+                if t[k] < row[k]:
+                    row[k] = t[k]
+        for k in range(h):
+            out[a, h0 + k] = row[k]
+
+
+def _permutations_loop(seeds, out):
+    # one Fisher-Yates shuffle per row, driven by splitmix64 from that row's seed
+    h, n = out.shape
+    for k in range(h):
+        state = np.uint64(seeds[k])
+        row = out[k]
+        for i in range(n):
+            row[i] = i
+        for i in range(n - 1, 0, -1):
+            state += np.uint64(0x9E3779B97F4A7C15)
+            z = state
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z ^= z >> np.uint64(31)
+            j = np.int64(z % np.uint64(i + 1))
+            row[i], row[j] = row[j], row[i]
+
+
+def _band_union_loop(sig, rows, bands, valid, parent):
+    n = sig.shape[1]
+    size = 2
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    owner = np.empty(size, dtype=np.int64)
+    for band in range(bands):
+        owner[:] = -1
+        c0 = band * rows
+        for a in range(n):
+            if not valid[a]:
+                continue
+            h = np.uint64(band + 1)
+            for r in range(rows):
+                h = (h ^ np.uint64(sig[c0 + r, a])) * np.uint64(0x9E3779B97F4A7C15)
+                h ^= h >> np.uint64(31)
+            slot = np.int64(h & np.uint64(mask))
+            while True:
+                o = owner[slot]
+                if o < 0:
+                    owner[slot] = a
+                    break
+                same = True
+                for r in range(rows):
+                    if sig[c0 + r, o] != sig[c0 + r, a]:
+                        same = False
+                        break
+                if same:  # union by smaller root, with path halving
+                    ra = a
+                    while parent[ra] != ra:
+                        parent[ra] = parent[parent[ra]]
+                        ra = parent[ra]
+                    ro = o
+                    while parent[ro] != ro:
+                        parent[ro] = parent[parent[ro]]
+                        ro = parent[ro]
+                    if ra < ro:
+                        parent[ro] = ra
+                    elif ro < ra:
+                        parent[ra] = ro
+                    break
+                slot = (slot + 1) & mask
+    for a in range(n):  # roots are smaller than their members: one pass resolves them
+        parent[a] = parent[parent[a]]
+
+
+_KERNELS: dict | None = None
+
+
+def _kernels() -> dict | None:
+    """The compiled loops (numba, cached on disk), or None without numba."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba comes with umap-learn
+            _KERNELS = {}
+        else:
+            jit = numba.njit(cache=True, nogil=True)
+            _KERNELS = {"signatures": jit(_signatures_loop), "band_union": jit(_band_union_loop),
+                        "permutations": jit(_permutations_loop)}
+    return _KERNELS or None
+
+
+def threshold_for(rows: int, bands: int) -> str:
+    """A one-line explanation of what R and B mean, for reports."""
+    t = s_curve_threshold(rows, bands)
+    return (f"{bands} bands of {rows} rows: pairs with Jaccard {t:.2f} share a bucket with "
+            f"probability {s_curve(t, rows, bands):.2f}, pairs at 0.5 with "
+            f"{s_curve(0.5, rows, bands):.3f}, at 0.05 with {s_curve(0.05, rows, bands):.2f}")
+
+
+__all__ = ["as_sets", "band_ids", "check_bands", "collision_table", "components",
+           "exact_jaccard_pairs", "lsh_clusters", "lsh_collides", "lsh_roots",
+           "minhash_signatures", "pair_jaccard", "s_curve", "s_curve_figure",
+           "s_curve_threshold", "synthetic_top_sets", "threshold_for", "union_find"]
