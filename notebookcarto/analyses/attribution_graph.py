@@ -1,0 +1,290 @@
+"""Summit's per-class attribution graphs (REFERENCE section 1.3), built with igraph.
+
+For class y: a graph over all channels of the chosen layers, with edges from the influence
+counts I (``add_influence``), personalised PageRank with the personalisation taken from the
+activation aggregation A, one PageRank-mass threshold over all layers (raised until every layer
+but the first keeps a node with a kept in-edge), and a layered Sugiyama layout with the deep layers
+on top. The graph JSON is the one in docs/atlas-sections.md.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import igraph as ig
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .influence import influence_counts
+
+SECTION = "attribution_graphs"
+DIRECTIONS = ("backward", "forward")
+
+
+class AttributionGraph(NamedTuple):
+    """One class's graph: ``nodes`` and ``edges`` DataFrames, the JSON-ready ``data`` dict, and
+    ``pagerank`` (Series over every channel of the graph layers, before the threshold)."""
+
+    nodes: pd.DataFrame
+    edges: pd.DataFrame
+    data: dict
+    pagerank: pd.Series
+
+
+class _Plan:
+    """What does not depend on the class: graph layers, their levels, and how they connect."""
+
+    def __init__(self, atlas, layers=None):
+        if atlas.stats.num_classes is None:
+            raise ValueError("this atlas has no class-wise statistics (A): build it from a "
+                             "loader that yields (images, labels)")
+        self.counts = influence_counts(atlas)
+        pair_layers = list(dict.fromkeys(n for pair in self.counts for n in pair))
+        if layers is None:
+            layers = [n for n in atlas.layers if n in pair_layers]
+        layers = list(dict.fromkeys(layers))
+        missing = [n for n in layers if n not in atlas.layers]
+        if missing:
+            raise KeyError(f"graph layer(s) {missing} are not in the atlas (it has "
+                           f"{atlas.layers}): a graph layer needs the activation aggregation A")
+        if not layers:
+            raise ValueError("no graph layers: the influence pairs name none of the atlas layers")
+        chosen = set(layers)
+        self.direct = [(e, l) for e, l in self.counts if e in chosen and l in chosen]
+        self.two_hop = [(e, b, l) for e, b in self.counts for b2, l in self.counts
+                        if b == b2 and e in chosen and l in chosen and b not in chosen]
+        links = {(e, l) for e, l in self.direct} | {(e, l) for e, _, l in self.two_hop}
+        linked = {n for link in links for n in link}
+        lonely = [n for n in layers if n not in linked]
+        if len(layers) > 1 and lonely:
+            raise ValueError(f"graph layer(s) {lonely} are linked to no other graph layer by the "
+                             f"influence pairs {[list(p) for p in self.counts]}: run add_influence "
+                             "with pairs that join them, or leave them out of layers=")
+        level = {n: 0 for n in layers}
+        for _ in layers:  # longest path from the shallowest layers
+            for e, l in links:
+                level[l] = max(level[l], level[e] + 1)
+        self.level = level
+        order = {n: i for i, n in enumerate(atlas.layers)}
+        self.layers = sorted(layers, key=lambda n: (level[n], order[n]))
+        self.channels = {n: atlas.stats.layers[n].channels for n in self.layers}
+        for (e, l), counts in self.counts.items():
+            for name, c in ((l, counts.shape[1]), (e, counts.shape[2])):
+                if name in self.channels and self.channels[name] != c:
+                    raise ValueError(f"the influence counts of ({e!r}, {l!r}) have {c} channels "
+                                     f"for {name!r}, the atlas {self.channels[name]}: run "
+                                     "add_influence again for this atlas")
+        self.offset = dict(zip(self.layers, np.cumsum([0] + [self.channels[n]
+                                                             for n in self.layers])[:-1]))
+        self.ids = [f"{n}:{c}" for n in self.layers for c in range(self.channels[n])]
+        self.node_layer = np.concatenate([np.full(self.channels[n], i)
+                                          for i, n in enumerate(self.layers)])
+        self.aggregation = {n: atlas.stats.layers[n].aggregation.counts.cpu().numpy()
+                            for n in self.layers}
+
+
+def attribution_graph(atlas, cls, *, layers=None, damping: float = 0.85, mass: float = 0.075,
+                      mass_step: float = 0.005, top_inputs: int = 3, direction: str = "backward",
+                      two_hop_edges: int | None = None, _plan: _Plan | None = None
+                      ) -> AttributionGraph:
+    """Summit's attribution graph of class ``cls`` (index or name).
+
+    Needs ``add_influence`` first. ``layers``: the graph's layers (default: the atlas layers in
+    the influence pairs); pair layers left out act as bottlenecks: for E -> B -> L with B not
+    shown, the edge i -> j gets weight max over b of min(I[j][b], I[b][i]), keeping per channel j
+    only its top ``two_hop_edges`` such edges (default: the mean number of non-zero direct
+    in-edges per channel of L). Where a direct and a two-hop edge join the same channels, the
+    larger weight counts.
+
+    PageRank: personalised (``damping``), with edge weights I[y][j][i] and the personalisation
+    v(l, c) = A^l[y, c] / max_c' A^l[y, c']. ``direction="backward"`` (default) walks from deep
+    channels to the inputs that drive them, so mass flows from the class's strongest late
+    channels to their sources (attribution); ``"forward"`` walks along the influence.
+
+    Threshold: sort PageRank values descending, keep the nodes down to the shortest prefix that
+    holds ``mass`` of the total (ties kept, zero-PageRank nodes never), and the edges between kept
+    nodes; while a layer other than the first keeps no node with a kept in-edge, raise ``mass``
+    by ``mass_step`` (Summit: 0.075 and 0.005). Nodes carry their count A^l[y, c], PageRank,
+    layout position (x, y in [0, 1]; deep layers on top, y = 1) and their ``top_inputs`` raw
+    inputs by I (which may lie outside the graph). A class without counts in A (no images)
+    gives an empty graph.
+    """
+    plan = _plan if _plan is not None else _Plan(atlas, layers)
+    y = atlas.class_index(cls)
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if not 0 < damping < 1:
+        raise ValueError(f"damping must be in (0, 1), got {damping}")
+    if not (0 < mass <= 1 and mass_step > 0):
+        raise ValueError(f"need 0 < mass <= 1 and mass_step > 0, got {mass} and {mass_step}")
+
+    reset = np.concatenate([_personalisation(plan.aggregation[n][y]) for n in plan.layers])
+    src, dst, weight = _edges(plan, y, two_hop_edges)
+    name = atlas.class_names[y]
+    if reset.sum() <= 0:  # the class has no images in the aggregation
+        pagerank = np.zeros(len(plan.ids))
+        return _result(plan, y, name, np.zeros(len(plan.ids), bool), pagerank, src, dst,
+                       weight, mass, top_inputs)
+    graph = ig.Graph(n=len(plan.ids), directed=True,
+                     edges=list(zip(dst, src) if direction == "backward" else zip(src, dst)))
+    pagerank = np.asarray(graph.personalized_pagerank(
+        reset=(reset / reset.sum()).tolist(), damping=damping, directed=True,
+        weights=weight.tolist() if len(weight) else None))
+    keep, mass = _threshold(plan, pagerank, src, dst, mass, mass_step)
+    return _result(plan, y, name, keep, pagerank, src, dst, weight, mass, top_inputs)
+
+
+def _personalisation(row: np.ndarray) -> np.ndarray:
+    top = row.max() if len(row) else 0
+    return row / top if top > 0 else np.zeros(len(row))
+
+
+def _edges(plan: _Plan, y: int, two_hop_edges):
+    """(src, dst, weight) node-index arrays of the class's edges, src in the earlier layer."""
+    weights = {}  # (earlier layer, later layer) -> (C_later, C_earlier) float weights
+    for e, l in plan.direct:
+        weights[(e, l)] = plan.counts[(e, l)][y].astype(np.float64)
+    by_later = {}
+    for e, b, l in plan.two_hop:
+        second = plan.counts[(b, l)][y].astype(np.float64)  # (C_l, C_b)
+        first = plan.counts[(e, b)][y].astype(np.float64)  # (C_b, C_e)
+        w = np.minimum(second[:, :, None], first[None, :, :]).max(1)  # (C_l, C_e)
+        by_later.setdefault(l, {})
+        prev = by_later[l].get(e)
+        by_later[l][e] = w if prev is None else np.maximum(prev, w)
+    for l, sources in by_later.items():
+        limit = two_hop_edges if two_hop_edges is not None else _mean_in_edges(plan, y, l)
+        stacked = np.concatenate(list(sources.values()), axis=1)
+        if limit < stacked.shape[1]:
+            cut = -np.sort(-stacked, axis=1)[:, limit - 1:limit] if limit > 0 else np.inf
+            stacked = np.where(stacked >= cut, stacked, 0.0)
+        start = 0
+        for e, w in sources.items():
+            part = stacked[:, start:start + w.shape[1]]
+            start += w.shape[1]
+            prev = weights.get((e, l))
+            weights[(e, l)] = part if prev is None else np.maximum(prev, part)
+    src, dst, weight = [], [], []
+    for (e, l), w in weights.items():
+        j, i = np.nonzero(w > 0)
+        src.append(plan.offset[e] + i)
+        dst.append(plan.offset[l] + j)
+        weight.append(w[j, i])
+    if not src:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    return np.concatenate(src), np.concatenate(dst), np.concatenate(weight)
+
+
+def _mean_in_edges(plan: _Plan, y: int, later: str) -> int:
+    """Mean number of non-zero direct in-edges per channel of ``later`` (over channels with
+    any); with no direct pair into it, the same over the bottleneck hops into it."""
+    direct = [plan.counts[(e, l)][y] for e, l in plan.direct if l == later]
+    if not direct:
+        direct = [plan.counts[(b, l)][y] for _, b, l in plan.two_hop if l == later]
+    per_channel = sum((d > 0).sum(1) for d in direct)
+    with_any = per_channel[per_channel > 0]
+    return int(round(with_any.mean())) if len(with_any) else 0
+
+
+def _threshold(plan: _Plan, pagerank, src, dst, mass, step):
+    """Summit's single mass threshold with its adaptive increase: (kept mask, final mass)."""
+    order = np.argsort(-pagerank, kind="stable")
+    cumulative = np.cumsum(pagerank[order])
+    total = cumulative[-1]
+    need = {i for i, n in enumerate(plan.layers) if plan.level[n] > 0}
+    n_steps = 0
+    while True:
+        m = min(1.0, round(mass + n_steps * step, 10))
+        n_keep = min(len(order), int(np.searchsorted(cumulative, m * total * (1 - 1e-12))) + 1)
+        keep = (pagerank >= pagerank[order[n_keep - 1]]) & (pagerank > 0)
+        kept_edges = keep[src] & keep[dst]
+        served = set(plan.node_layer[dst[kept_edges]].tolist())
+        if need <= served or m >= 1.0:
+            return keep, m
+        n_steps += 1
+
+
+def _result(plan: _Plan, y, name, keep, pagerank, src, dst, weight, mass, n_inputs):
+    kept = np.nonzero(keep)[0]
+    kept_edges = np.nonzero(keep[src] & keep[dst])[0] if len(src) else np.zeros(0, int)
+    x, yy = _layout(plan, kept, src[kept_edges], dst[kept_edges])
+    nodes = []
+    for node, px, py in zip(kept, x, yy):
+        layer = plan.layers[plan.node_layer[node]]
+        channel = int(node - plan.offset[layer])
+        neuron = plan.ids[node]
+        nodes.append({"id": neuron, "layer": layer, "channel": channel,
+                      "count": int(plan.aggregation[layer][y][channel]),
+                      "pagerank": float(pagerank[node]), "x": float(px), "y": float(py),
+                      "members": [neuron], "top_inputs": _top_inputs(plan, y, layer, channel,
+                                                                     n_inputs)})
+    edges = [{"source": plan.ids[src[e]], "target": plan.ids[dst[e]],
+              "weight": float(weight[e])} for e in kept_edges]
+    data = {"class": name, "layers": list(plan.layers), "nodes": nodes, "edges": edges,
+            "mass": float(mass)}
+    node_frame, edge_frame = graph_frames(data)
+    return AttributionGraph(node_frame, edge_frame, data,
+                            pd.Series(pagerank, index=pd.Index(plan.ids, name="neuron"),
+                                      name="pagerank"))
+
+
+def _top_inputs(plan: _Plan, y, layer, channel, n) -> list[str]:
+    """The ``n`` inputs with the largest raw counts I[y][channel][i] over every influence pair
+    into ``layer`` (bottleneck and non-graph layers included)."""
+    found = []
+    for (e, l), counts in plan.counts.items():
+        if l == layer:
+            row = counts[y][channel]
+            found += [(int(v), f"{e}:{i}") for i, v in enumerate(row) if v > 0]
+    found.sort(key=lambda t: -t[0])
+    return [neuron for _, neuron in found[:n]]
+
+
+def _layout(plan: _Plan, kept, src, dst):
+    """igraph's layered (Sugiyama) layout of the kept subgraph: x in [0, 1] from the layout,
+    y = level / deepest level (deep layers on top, y = 1)."""
+    if len(kept) == 0:
+        return np.zeros(0), np.zeros(0)
+    where = {node: i for i, node in enumerate(kept)}
+    levels = [plan.level[plan.layers[plan.node_layer[node]]] for node in kept]
+    base = min(levels)
+    sub = ig.Graph(n=len(kept), edges=[(where[s], where[d]) for s, d in zip(src, dst)],
+                   directed=True)
+    coords = np.asarray(sub.layout_sugiyama(layers=[lv - base for lv in levels]).coords)
+    x = coords[:len(kept), 0]
+    span = x.max() - x.min()
+    x = (x - x.min()) / span if span > 0 else np.full(len(kept), 0.5)
+    top = max(plan.level.values())
+    y = np.asarray(levels, float) / top if top > 0 else np.full(len(kept), 0.5)
+    return x, y
+
+
+def graph_frames(data: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Nodes (index: neuron id) and edges DataFrames of a graph JSON dict."""
+    node_columns = ["layer", "channel", "count", "pagerank", "x", "y", "members", "top_inputs"]
+    nodes = pd.DataFrame(data["nodes"], columns=["id"] + node_columns).set_index("id")
+    nodes.index.name = "neuron"
+    edges = pd.DataFrame(data["edges"], columns=["source", "target", "weight"])
+    return nodes, edges
+
+
+def attribution_graphs(atlas, classes=None, *, progress: bool = True, **params) -> dict:
+    """Graph JSON of several classes (default: all): {class name: graph dict}. ``params`` as in
+    ``attribution_graph``."""
+    plan = _Plan(atlas, params.pop("layers", None))
+    classes = range(len(atlas.class_names)) if classes is None else classes
+    graphs = {}
+    for cls in tqdm(list(classes), desc="attribution graphs", disable=not progress):
+        graph = attribution_graph(atlas, cls, _plan=plan, **params)
+        graphs[graph.data["class"]] = graph.data
+    return graphs
+
+
+def add_attribution_graphs(atlas, classes=None, *, progress: bool = True, **params) -> dict:
+    """Compute the graphs of all classes (or ``classes``) and store them in
+    ``atlas.sections["attribution_graphs"]`` (meta ``graphs``: {class name: graph JSON},
+    ``params``). Returns the graphs."""
+    graphs = attribution_graphs(atlas, classes, progress=progress, **params)
+    atlas.sections[SECTION] = {"meta": {"graphs": graphs, "params": dict(params)}, "arrays": {}}
+    return graphs

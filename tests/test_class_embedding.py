@@ -1,0 +1,117 @@
+"""Class embedding (per-layer UMAP of A, each layer started from the previous one) and class
+similarity (cosine of count vectors) on atlases whose A is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from notebookcarto import Atlas
+from notebookcarto.analyses.class_embedding import (add_class_embedding, class_embedding,
+                                                    class_similarity)
+from notebookcarto.stats import ActivationStats
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def atlas_with(aggregation: dict) -> Atlas:
+    k = next(iter(aggregation.values())).shape[0]
+    stats = ActivationStats(num_classes=k)
+    stats.add_classes(k, with_accuracy=False)
+    for name, a in aggregation.items():
+        stats.add_layer(name, a.shape[1], (1, 1))
+        stats.layers[name].aggregation.counts[:] = torch.as_tensor(a)
+    return Atlas(stats, class_names=[f"c{i}" for i in range(k)])
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    """12 classes in 3 groups; within a group the rows of A are multiples of one pattern plus a
+    little noise (cosine ~ 1). Layer "b" repeats layer "a"; layer "c" regroups the classes."""
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(0, 40, (3, 30)) * (rng.random((3, 30)) < 0.4)
+    group = np.repeat(np.arange(3), 4)
+    a = patterns[group] * rng.integers(1, 4, (12, 1)) + rng.integers(0, 2, (12, 30))
+    c = a[np.roll(np.arange(12), 2)]
+    return group, atlas_with({"a": a, "b": a.copy(), "c": c})
+
+
+def test_embedding_groups_classes_by_cosine_and_keeps_layouts(grouped):
+    group, atlas = grouped
+    xy = class_embedding(atlas)
+    assert xy.shape == (3, 12, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    for layer, labels in ((0, group), (2, np.roll(group, -2))):
+        d = np.linalg.norm(xy[layer][:, None] - xy[layer][None], axis=2)
+        np.fill_diagonal(d, np.inf)
+        assert (labels[d.argmin(1)] == labels).all(), layer  # nearest class: same group
+    # centred, unit RMS radius
+    np.testing.assert_allclose(xy.mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(np.sqrt((xy ** 2).sum(2).mean(1)), 1, rtol=1e-5)
+    # layer "b" has the same A as "a" and starts from its layout: the groups barely move
+    centres = np.stack([[xy[n][group == g].mean(0) for g in range(3)] for n in range(3)])
+    assert np.linalg.norm(centres[1] - centres[0], axis=1).max() < 0.5
+    # deterministic by seed
+    np.testing.assert_array_equal(class_embedding(atlas), xy)
+
+
+def test_each_layer_starts_from_the_previous_layout(grouped, monkeypatch):
+    import umap
+
+    inits, real = [], umap.UMAP
+
+    class Recording(real):
+        def __init__(self, **kwargs):
+            inits.append(kwargs["init"])
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(umap, "UMAP", Recording)
+    _, atlas = grouped
+    xy = class_embedding(atlas, learning_rate=0.1)
+    assert inits[0] == "spectral"
+    for n in (1, 2):
+        np.testing.assert_allclose(inits[n], xy[n - 1], atol=1e-6)
+    # a low learning rate keeps the repeated layer's groups where they were
+    group = grouped[0]
+    centres = np.stack([[xy[n][group == g].mean(0) for g in range(3)] for n in range(2)])
+    assert np.linalg.norm(centres[1] - centres[0], axis=1).max() < 0.3
+
+
+def test_add_class_embedding_section(grouped, tmp_path):
+    _, atlas = grouped
+    xy = add_class_embedding(atlas, ["a", "c"], n_neighbors=5)
+    section = atlas.sections["class_embedding"]
+    assert section["meta"]["layers"] == ["a", "c"]
+    assert section["meta"]["params"] == {"n_neighbors": 5}
+    assert xy.shape == (2, 12, 2)
+    atlas.save(tmp_path / "atlas")
+    loaded = Atlas.load(tmp_path / "atlas").sections["class_embedding"]
+    np.testing.assert_array_equal(loaded["arrays"]["xy"], xy)
+
+
+def test_class_similarity_is_cosine_of_counts():
+    a = np.array([[10, 1, 0, 0], [1, 10, 0, 0], [20, 2, 0, 0], [0, 0, 0, 0], [0, 0, 5, 5]])
+    b = np.array([[1, 2], [2, 1], [2, 4], [0, 0], [3, 0]])
+    atlas = atlas_with({"a": a, "b": b})
+    rows = np.concatenate([a, b], 1).astype(float)
+    norms = np.linalg.norm(rows, axis=1)
+    want = rows @ rows[0] / np.where(norms > 0, norms * norms[0], 1.0)  # 0 for no counts
+    sim = class_similarity(atlas, "c0")
+    np.testing.assert_allclose(sim.to_numpy(), want)
+    assert sim.name == "similarity to c0" and list(sim.index) == [0, 1, 2, 3, 4]
+    # classes 0 and 1 have the same top channels in "a"; their counts differ, so they differ
+    only_a = class_similarity(atlas, 0, layers="a")
+    assert only_a[2] == pytest.approx(1.0) and only_a[1] == pytest.approx(20 / 101)
+    assert only_a[4] == 0.0
+
+
+def test_bad_input(grouped):
+    _, atlas = grouped
+    with pytest.raises(KeyError, match="unknown class"):
+        class_similarity(atlas, 12)
+    with pytest.raises(KeyError, match="unknown layer"):
+        class_similarity(atlas, 0, layers=["a", "zz"])
+    with pytest.raises(KeyError, match="unknown layer"):
+        class_embedding(atlas, ["zz"])
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        class_embedding(atlas_with({"a": np.ones((2, 3), np.int64)}))
