@@ -1,0 +1,127 @@
+"""Cost of Network Dissection against a bare forward pass; the quantile sketch's speed and error.
+
+Model and data: an untrained playground CNN (the cost does not depend on the weights) on
+playground images rendered once into memory (``ConceptTensors``), all four blocks dissected at
+mask resolution 32x32. In one process, alternating, the fastest of several rounds (the least
+disturbed by other processes on a shared machine):
+
+- forward: a bare forward pass over the images (inference mode, same batches);
+- dissect: the whole dissection, original method (pass 1: per-unit thresholds from the raw
+  activations, exact top values under the default estimator="auto"; pass 2: resample,
+  threshold, intersection counts, top images);
+- tally: pass 2 alone (thresholds given);
+- dissect_2020: the whole 2020 variant (thresholds from the resampled activations).
+
+Then the sketch alone: throughput (values per second) over 10^7 values per channel and its rank
+error against the exact quantiles (max over quantiles 0.5 .. 0.999, as a share of positions).
+Uses CUDA when available. The dissection makes two forward passes (thresholds, then IoU), so
+``ratio`` cannot go below 2; ``ratio_tally`` is the IoU pass alone.
+
+Run from the repo root:  .venv/bin/python benchmarks/bench_dissect.py [--images 2000] [--rounds 7]
+Last line: ratio=... ratio_tally=... ratio_2020=... quantile_rank_error=... sketch_mvalues_per_s=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from notebookcarto.analyses.dissection import dissect
+from notebookcarto.datasets import ConceptPlayground
+from notebookcarto.datasets.concept_data import ConceptTensors, PlaygroundConcepts
+from notebookcarto.models import PlaygroundCNN
+from notebookcarto.stats import QuantileSketch
+
+
+def timed(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def sketch_figures(n: int, channels: int, device) -> tuple[float, float]:
+    """(million values per second, max rank error) of QuantileSketch on n values per channel."""
+    gen = torch.Generator().manual_seed(0)
+    data = torch.cat([(torch.randn(channels // 2, n, generator=gen) + 0.3).relu(),
+                      torch.randn(channels - channels // 2, n, generator=gen).mul(2).exp()])
+    chunks = [c.to(device) for c in data.split(1 << 17, dim=1)]
+    sketch = QuantileSketch(channels, device=device)
+    seconds = timed(lambda: [sketch.update(c, dim=0) for c in chunks])
+    qs = torch.tensor([0.5, 0.9, 0.99, 0.995, 0.999])
+    estimate = sketch.quantile(qs).cpu()
+    worst = 0.0
+    for row, est in zip(data, estimate):
+        ordered = row.sort().values
+        below = torch.searchsorted(ordered, est, right=False).double()
+        upto = torch.searchsorted(ordered, est, right=True).double()
+        target = qs.double() * n
+        err = ((below - target).clamp(min=0) + (target - upto).clamp(min=0)) / n
+        worst = max(worst, float(err.max()))
+    return channels * n / seconds / 1e6, worst
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--sketch-values", type=int, default=10_000_000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    playground = ConceptPlayground(n=args.images, size=32, seed=1)
+    start = time.perf_counter()
+    data = ConceptTensors.from_data(PlaygroundConcepts(playground))
+    print(f"rendered {len(data)} images with {len(data.concepts)} concept masks in "
+          f"{time.perf_counter() - start:.1f} s")
+    torch.manual_seed(0)
+    model = PlaygroundCNN(num_classes=len(playground.classes)).eval().to(device)
+    layers = ["block1", "block2", "block3", "block4"]
+    bs = args.batch_size
+
+    def forward():
+        with torch.inference_mode():
+            for s in range(0, len(data), bs):
+                model(data.images[s:s + bs].to(device))
+
+    result = dissect(model, data, layers, batch_size=bs, progress=False)  # warm-up
+    thresholds = result.thresholds
+    runs = {
+        "forward": forward,
+        "dissect": lambda: dissect(model, data, layers, batch_size=bs, progress=False),
+        "tally": lambda: dissect(model, data, layers, batch_size=bs, thresholds=thresholds,
+                                 progress=False),
+        "dissect_2020": lambda: dissect(model, data, layers, method="2020", batch_size=bs,
+                                        progress=False),
+    }
+    times = {k: [] for k in runs}
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            times[name].append(timed(fn))
+    best = {k: min(v) for k, v in times.items()}
+    for name, t in best.items():
+        print(f"{name:>13}: {t:7.3f} s  ({len(data) / t:8.0f} images/s; median "
+              f"{statistics.median(times[name]):.3f} s)")
+    positions = sum(result.thresholds[n].size for n in layers)
+    print(f"device={device} threads={torch.get_num_threads()} units={positions} "
+          f"detectors={int(result.summary()['detectors'].sum())} (untrained model)")
+
+    rate, error = sketch_figures(args.sketch_values, 2, device)
+    print(f"sketch: {rate:.1f} M values/s, max rank error {error:.5f} of the positions "
+          f"on {args.sketch_values:.0e} values per channel")
+    print(f"ratio={best['dissect'] / best['forward']:.2f} "
+          f"ratio_tally={best['tally'] / best['forward']:.2f} "
+          f"ratio_2020={best['dissect_2020'] / best['forward']:.2f} "
+          f"quantile_rank_error={error:.5f} sketch_mvalues_per_s={rate:.1f}")
+
+
+if __name__ == "__main__":
+    main()
