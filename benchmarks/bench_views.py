@@ -1,0 +1,148 @@
+"""The projection scatter in headless Chromium (software GL, so the figures are relative).
+
+For 10k, 100k and 1M points (random clusters, clustered positions): time from navigation to the
+first drawn frame of the exported page, the hover response (mouse move to hover card, median of
+five points), and bytes sent per point (binary traits of the scatter and its data, plus their JSON,
+without the front-end code). Then the size of the offline HTML export of the demo atlas (the
+concept playground CNN, with example patches). No GPU is used or needed: the page renders with
+SwiftShader. Run from the repo root:
+
+    .venv/bin/python benchmarks/bench_views.py [--sizes 10000 100000 1000000]
+
+Goal: the 1M-point first frame under 3 s, hover answers within 100 ms, <= 12 bytes per point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--enable-unsafe-swiftshader"]
+
+
+def points(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    k = max(8, n // 500)
+    centres = rng.normal(size=(k, 2)) * 10
+    cluster = rng.integers(0, k, size=n)
+    xy = centres[cluster] + rng.normal(size=(n, 2))
+    cluster[rng.random(n) < 0.2] = -1
+    return xy.astype(np.float32), cluster.astype(np.int32)
+
+
+def bytes_per_point(view, n: int) -> float:
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    total = 0
+    for widget in (view, view.data, view.state):
+        state = {k: v for k, v in widget.get_state().items() if k not in ("_esm", "_css")}
+        json_state, _, buffers = _remove_buffers(state)
+        total += len(json.dumps(json_state)) + sum(len(b) for b in buffers)
+    return total / n
+
+
+def measure(browser, path: Path, n: int, timeout: float = 120_000) -> tuple[float, float]:
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.set_default_timeout(timeout)
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
+    page.goto(path.as_uri())
+    page.wait_for_selector(".nc-scatter[data-first-frame]")
+    first = float(page.get_attribute(".nc-scatter", "data-first-frame")) / 1000
+    page.evaluate("window.addEventListener('mousemove', e => { window.__move = e.timeStamp; }, true)")
+    box = page.locator(".nc-scatter canvas").first.bounding_box()
+    rng = np.random.default_rng(1)
+    latencies = []
+    for i in rng.choice(n, size=5, replace=False):
+        pos = page.evaluate(f"document.querySelector('.nc-scatter').ncScatter.position({int(i)})")
+        if not pos or not (5 < pos[0] < box["width"] - 5 and 5 < pos[1] < box["height"] - 5):
+            continue
+        page.mouse.move(box["x"] + 2, box["y"] + 2)
+        page.wait_for_timeout(150)
+        before = page.get_attribute(".nc-scatter", "data-hover-at")
+        page.mouse.move(box["x"] + pos[0], box["y"] + pos[1])
+        page.wait_for_function(
+            f"document.querySelector('.nc-scatter').dataset.hoverAt !== {json.dumps(before)}")
+        latencies.append(page.evaluate(
+            "Number(document.querySelector('.nc-scatter').dataset.hoverAt) - window.__move"))
+    page.close()
+    return first, statistics.median(latencies) if latencies else float("nan")
+
+
+def demo_export(folder: Path) -> float:
+    """MB of the offline export of a quick demo atlas with example patches."""
+    import torch
+
+    from notebookcarto import Atlas
+    from notebookcarto.analyses import attach_patches
+    from notebookcarto.datasets import ConceptPlayground
+    from notebookcarto.models import load_or_train
+    from notebookcarto.views import to_html
+
+    train = ConceptPlayground(n=1200, size=32, seed=0)
+    test = ConceptPlayground(n=1000, size=32, seed=1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, _ = load_or_train(folder / "cnn.pt", train_set=train, epochs=1, device=device,
+                             progress=False)
+    images, labels = test.tensors()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
+                                         batch_size=250)
+    atlas = Atlas.build(model, loader, class_names=test.classes, progress=False)
+    attach_patches(atlas, model, test, progress=False)
+    path = to_html(atlas, folder / "demo.html")
+    return Path(path).stat().st_size / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from notebookcarto.views import ProjectionScatter
+
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
+    import torch
+
+    print(f"device for the demo model: {'cuda' if torch.cuda.is_available() else 'cpu'} "
+          "(the browser uses software GL either way)")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        folder = Path(tmp)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for n in args.sizes:
+            xy, cluster = points(n)
+            view = ProjectionScatter.from_points(xy, cluster=cluster, color_by="cluster")
+            per_point = bytes_per_point(view, n)
+            start = time.perf_counter()
+            path = Path(view.save_html(folder / f"scatter_{n}.html"))
+            export_s = time.perf_counter() - start
+            first, hover = measure(browser, path, n)
+            results[n] = (first, hover, per_point)
+            print(f"{n:>9,} points: first frame {first:6.2f} s, hover {hover:6.1f} ms, "
+                  f"{per_point:5.2f} bytes/point, page {path.stat().st_size / 2**20:6.1f} MB "
+                  f"(written in {export_s:.1f} s)", flush=True)
+            view.close()
+        browser.close()
+        export_mb = demo_export(folder)
+        print(f"demo atlas export: {export_mb:.2f} MB")
+    big = max(results)
+    first, hover, per_point = results[big]
+    print(f"first_frame_1m_s={first:.2f} hover_ms={hover:.1f} bytes_per_point={per_point:.2f} "
+          f"export_mb={export_mb:.2f} largest_n={big} "
+          + " ".join(f"first_frame_{n}_s={v[0]:.2f} hover_{n}_ms={v[1]:.1f}"
+                     for n, v in results.items() if n != big))
+
+
+if __name__ == "__main__":
+    main()

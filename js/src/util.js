@@ -1,0 +1,205 @@
+// Small DOM, binary and colour helpers shared by the views.
+// User data (class, layer, concept names, labels) only ever reaches the page as text nodes.
+
+/** Create an element. props: {class, style, title, attrs, on: {event: fn}}; children: nodes or strings (as text). */
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null) continue;
+    if (key === "class") el.className = value;
+    else if (key === "style") Object.assign(el.style, value);
+    else if (key === "text") el.textContent = String(value);
+    else if (key === "on") for (const [ev, fn] of Object.entries(value)) el.addEventListener(ev, fn);
+    else if (key === "attrs") for (const [a, v] of Object.entries(value)) el.setAttribute(a, String(v));
+    else if (key === "dataset") for (const [a, v] of Object.entries(value)) el.dataset[a] = String(v);
+    else el[key] = value;
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+export function svg(tag, attrs = {}) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  return el;
+}
+
+/** A <select> with options [{value, label}] (labels as text). */
+export function select(options, value, onChange, title) {
+  const el = h("select", { class: "nc-select", title });
+  for (const opt of options) {
+    el.appendChild(h("option", { value: String(opt.value), text: opt.label }));
+  }
+  el.value = String(value);
+  el.addEventListener("change", () => onChange(el.value));
+  return el;
+}
+
+// ---- binary traits -------------------------------------------------------------------------
+/** Bytes of a binary trait (DataView, ArrayBuffer, typed array) as a Uint8Array (empty if none). */
+export function bytes(value) {
+  if (!value) return new Uint8Array(0);
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  return new Uint8Array(0);
+}
+
+function typed(value, Type) {
+  const b = bytes(value);
+  const n = Math.floor(b.byteLength / Type.BYTES_PER_ELEMENT);
+  if (b.byteOffset % Type.BYTES_PER_ELEMENT === 0) return new Type(b.buffer, b.byteOffset, n);
+  return new Type(b.slice(0, n * Type.BYTES_PER_ELEMENT).buffer);
+}
+export const f32 = (v) => typed(v, Float32Array);
+export const i32 = (v) => typed(v, Int32Array);
+export const u32 = (v) => typed(v, Uint32Array);
+
+// ---- neurons ---------------------------------------------------------------------------------
+/** Neuron ids "layer:channel" <-> indices, from the layer names and sizes. */
+export function neuronIndex(data) {
+  const layers = data.get("layers") || [];
+  const sizes = data.get("layer_sizes") || [];
+  const starts = [];
+  let total = 0;
+  for (const s of sizes) { starts.push(total); total += s; }
+  const layerOf = (i) => {
+    let lo = 0, hi = starts.length - 1;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid] <= i) lo = mid; else hi = mid - 1; }
+    return lo;
+  };
+  const byName = new Map(layers.map((name, i) => [name, i]));
+  return {
+    count: total, layers, sizes, starts, layerOf,
+    id: (i) => { const l = layerOf(i); return `${layers[l]}:${i - starts[l]}`; },
+    index: (id) => {
+      const s = String(id); const cut = s.lastIndexOf(":");
+      if (cut < 0) return -1;
+      const l = byName.get(s.slice(0, cut));
+      const c = Number(s.slice(cut + 1));
+      if (l === undefined || !Number.isInteger(c) || c < 0 || c >= sizes[l]) return -1;
+      return starts[l] + c;
+    },
+  };
+}
+
+// ---- colours -------------------------------------------------------------------------------
+export const CATEGORICAL = [
+  "#4c6ef5", "#f76707", "#37b24d", "#e03131", "#7048e8", "#a0522d", "#d6336c", "#868e96",
+  "#94d82d", "#15aabf", "#1c7ed6", "#ffa94d", "#69db7c", "#ff8787", "#b197fc", "#c8a27c",
+  "#faa2c1", "#ced4da", "#d8f5a2", "#99e9f2",
+];
+export const NONE_COLOR = "#cfd4da";
+
+function hex(c) { return [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)); }
+function toHex(rgb) { return "#" + rgb.map((v) => Math.round(v).toString(16).padStart(2, "0")).join(""); }
+export function mix(a, b, t) { const x = hex(a), y = hex(b); return toHex(x.map((v, i) => v + (y[i] - v) * t)); }
+
+/** n colours along a multi-stop ramp. */
+export function ramp(stops, n) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const t = n === 1 ? 1 : i / (n - 1);
+    const pos = t * (stops.length - 1);
+    const j = Math.min(Math.floor(pos), stops.length - 2);
+    out.push(mix(stops[j], stops[j + 1], pos - j));
+  }
+  return out;
+}
+export const DEPTH_STOPS = ["#74c0fc", "#4c6ef5", "#7048e8", "#ae3ec9", "#e8590c"];
+export const HEAT_STOPS = ["#e9ecef", "#ffd8a8", "#ff922b", "#e8590c", "#c92a2a"];
+
+export function formatValue(v) {
+  if (v === undefined || v === null || Number.isNaN(v)) return "–";
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1000) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  if (a >= 0.01) return v.toFixed(2);
+  return v.toExponential(1);
+}
+
+export function pct(v) {
+  return v === undefined || Number.isNaN(v) ? "–" : `${(100 * v).toFixed(1)}%`;
+}
+
+// ---- styles --------------------------------------------------------------------------------
+export function injectCss(css) {
+  const id = "notebookcarto-css";
+  if (typeof document === "undefined" || document.getElementById(id)) return;
+  const style = document.createElement("style");
+  style.id = id;
+  style.textContent = css;
+  document.head.appendChild(style);
+}
+
+/** Subscribe to model events until the signal aborts. */
+export function listen(model, events, fn, signal) {
+  for (const ev of events) model.on(ev, fn);
+  signal?.addEventListener("abort", () => { for (const ev of events) model.off(ev, fn); });
+}
+
+export function sameList(a, b) {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The selected neuron indices of the shared selection model (a binary uint32 trait). */
+export function selected(state) {
+  return Array.from(u32(state.get("neurons")));
+}
+
+// Traits of the selection model that travel as binary uint32 arrays.
+const BINARY = new Set(["neurons"]);
+
+/** Update the shared selection model (only what changed; then one sync to the kernel). */
+export function setShared(state, changes, origin) {
+  let changed = false;
+  for (const [k, v] of Object.entries(changes)) {
+    const cur = BINARY.has(k) ? selected(state) : state.get(k);
+    if (Array.isArray(v) ? !sameList(cur, v) : cur !== v) changed = true;
+  }
+  if (!changed) return;
+  state.set("origin", origin);
+  for (const [k, v] of Object.entries(changes)) {
+    state.set(k, BINARY.has(k) ? new DataView(Uint32Array.from(v).buffer) : v);
+  }
+  state.save_changes();
+}
+
+export function note(text) {
+  return h("div", { class: "nc-note", text });
+}
+
+/** Fill a notes element: the first note on one line, the rest behind a disclosure. */
+export function fillNotes(el, texts) {
+  clear(el);
+  const list = texts.filter(Boolean);
+  el.style.display = list.length ? "" : "none";
+  if (!list.length) return;
+  const details = h("details", { class: "nc-details" },
+    h("summary", {}, h("span", { class: "nc-badge", text: String(list.length) }),
+      h("span", { class: "nc-summary-text", text: list.length === 1 ? list[0] : `${list[0]} (+${list.length - 1} more)` })));
+  for (const text of list) details.appendChild(note(text));
+  el.appendChild(details);
+}
+
+export function message(text) {
+  return h("div", { class: "nc-message", text });
+}

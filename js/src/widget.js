@@ -1,0 +1,43 @@
+// anywidget entry: one module for every notebookcarto view; the `_view` trait picks the view.
+import css from "./widget.css";
+import { injectCss } from "./util.js";
+import { renderScatter } from "./scatter.js";
+import { renderGraph } from "./graph.js";
+import { renderGallery } from "./gallery.js";
+import { renderSidebar } from "./sidebar.js";
+import { renderExplorer } from "./explorer.js";
+
+const VIEWS = {
+  scatter: renderScatter,
+  graph: renderGraph,
+  gallery: renderGallery,
+  sidebar: renderSidebar,
+  explorer: renderExplorer,
+};
+
+async function render({ model, el, host, signal }) {
+  injectCss(css);
+  const kind = model.get("_view");
+  const view = VIEWS[kind];
+  if (!view) {
+    el.textContent = `notebookcarto: unknown view ${JSON.stringify(kind)}`;
+    return undefined;
+  }
+  if (!host || typeof host.getModel !== "function") {
+    el.textContent = "notebookcarto needs anywidget >= 0.10 (host.getModel) to link its views.";
+    return undefined;
+  }
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  signal?.addEventListener("abort", stop);
+  el.classList.add("notebookcarto");
+  try {
+    await view({ model, el, host, signal: controller.signal });
+  } catch (err) {
+    console.error("notebookcarto:", err);
+    el.appendChild(document.createTextNode(`notebookcarto could not draw this view: ${err && err.message ? err.message : err}`));
+  }
+  return stop;
+}
+
+export default { render };

@@ -1,0 +1,57 @@
+"""Explorer: all views composed and linked through one selection model."""
+
+from __future__ import annotations
+
+import anywidget
+import traitlets as t
+
+from .base import View
+from .charts import selection_chart
+from .data import AtlasData
+from .gallery import PatchGallery
+from .graph import AttributionGraph
+from .scatter import ProjectionScatter
+from .selection import SelectionModel
+from .sidebar import ClassSidebar
+
+
+class Explorer(View):
+    """The class sidebar, projection scatter, attribution graph, patch gallery and Plotly charts
+    of an Atlas side by side, all sharing one ``SelectionModel`` (``explorer.state``): selecting
+    or hovering in any of them shows in all. ``explorer.selection`` reads the selected neurons
+    (ids with ``.frame``, a DataFrame) and sets them; ``explorer.selected_class`` likewise for
+    the class. The parts are ``explorer.scatter``, ``.graph``, ``.gallery``, ``.sidebar`` and
+    ``.chart``; keyword dicts ``scatter=``, ``graph=``, ... pass options to them.
+    """
+
+    _view = t.Unicode("explorer").tag(sync=True)
+    title = t.Unicode("").tag(sync=True)
+    scatter = anywidget.WidgetTrait().tag(sync=True)
+    graph = anywidget.WidgetTrait().tag(sync=True)
+    gallery = anywidget.WidgetTrait().tag(sync=True)
+    sidebar = anywidget.WidgetTrait().tag(sync=True)
+    chart = anywidget.WidgetTrait().tag(sync=True)
+
+    def __init__(self, atlas, *, title: str | None = None, charts: bool = True,
+                 scatter: dict | None = None, graph: dict | None = None,
+                 gallery: dict | None = None, sidebar: dict | None = None,
+                 data: AtlasData | None = None, state: SelectionModel | None = None):
+        state = state or SelectionModel(cls=0 if atlas.stats.num_classes else -1)
+        data = data or AtlasData.from_atlas(atlas)
+        shared = dict(state=state, data=data)
+        parts = dict(
+            scatter=ProjectionScatter(atlas, **{"height": 460, **(scatter or {})}, **shared),
+            graph=AttributionGraph(atlas, **{"height": 460, **(graph or {})}, **shared),
+            gallery=PatchGallery(atlas, **{"height": 300, **(gallery or {})}, **shared),
+            sidebar=ClassSidebar(atlas, **{"height": 460, **(sidebar or {})}, **shared))
+        if charts:
+            parts["chart"] = selection_chart(atlas, state)
+        if title is None:
+            info = atlas.model_info.get("class", "model")
+            title = f"{info}: {len(atlas.layers)} layers, {len(atlas.neuron_ids)} neurons"
+        super().__init__(atlas, title=title, height=0, **parts, **shared)
+
+
+def show(atlas, **options) -> Explorer:
+    """The Explorer of ``atlas`` (``options`` go to ``Explorer``)."""
+    return Explorer(atlas, **options)

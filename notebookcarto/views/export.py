@@ -1,0 +1,139 @@
+"""Offline HTML export: one self-contained file with the same front-end modules.
+
+The page embeds the state of every widget model the view reaches (binary traits included), the
+anywidget front-end modules they use, and ``static/host.js``: a small host that implements the
+anywidget model interface (``get``/``set``/``on``/``off``/``save_changes``/``send`` and
+``host.getModel``/``host.getWidget``) over that embedded state. So the views, their linking, hover
+and filters work from disk with no kernel. The payload is gzip-compressed (the browser unpacks it
+with ``DecompressionStream``) and base64-encoded; a Content-Security-Policy forbids any network
+request.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import html
+import json
+import pathlib
+import struct
+
+import anywidget
+from ipywidgets.widgets.widget import _remove_buffers
+
+from ._common import HOST
+
+MAGIC = b"NCX1"
+CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval' blob:; "
+       "style-src 'unsafe-inline' blob:; img-src blob: data:; font-src data:; "
+       "worker-src blob:; connect-src blob: data:")
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ margin: 0; padding: 16px; background: #f6f7f9; color: #1f2933;
+       font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
+#nc-status {{ color: #52606d; padding: 8px 0; }}
+</style>
+</head>
+<body>
+<div id="nc-status">Loading…</div>
+<div id="nc-root"></div>
+<script type="application/octet-stream" id="nc-payload" data-encoding="{encoding}">{payload}</script>
+<script>
+{host}
+</script>
+</body>
+</html>
+"""
+
+
+def _models(root) -> dict:
+    """Every anywidget model reachable from ``root`` through its synced widget traits."""
+    found, stack = {}, [root]
+    while stack:
+        widget = stack.pop()
+        if widget.model_id in found:
+            continue
+        found[widget.model_id] = widget
+        for name in widget.keys:
+            value = getattr(widget, name, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in values if isinstance(v, anywidget.AnyWidget))
+    return found
+
+
+def payload(root) -> bytes:
+    """The binary page payload: MAGIC, header length (uint32 LE), JSON header, then the module
+    code and the binary buffers the header points into."""
+    body = bytearray()
+    modules, models = {}, {}
+
+    def put(data: bytes) -> list[int]:
+        start = len(body)
+        body.extend(data)
+        return [start, len(data)]
+
+    for model_id, widget in _models(root).items():
+        state = widget.get_state()
+        code = state.pop("_esm", "")
+        css = state.pop("_css", "")
+        digest = hashlib.sha256(code.encode()).hexdigest()[:16]
+        if digest not in modules:
+            modules[digest] = put(code.encode())
+        state, paths, buffers = _remove_buffers(state)
+        models[model_id] = {
+            "module": digest, "css": css or "", "state": state,
+            "buffers": [[path, *put(bytes(buffer))] for path, buffer in zip(paths, buffers)]}
+    header = json.dumps({"root": root.model_id, "models": models, "modules": modules},
+                        separators=(",", ":")).encode()
+    return MAGIC + struct.pack("<I", len(header)) + header + bytes(body)
+
+
+def render_html(root, *, title: str = "notebookcarto", compress: bool = True) -> str:
+    """The self-contained page of widget ``root`` as a string."""
+    if not HOST.exists():
+        raise FileNotFoundError(f"the export host {HOST} is missing: reinstall notebookcarto or "
+                                "build the front end (`npm ci && npm run build` in js/)")
+    data = payload(root)
+    if compress:
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    host = HOST.read_text(encoding="utf-8").replace("</script", "<\\/script")
+    return PAGE.format(csp=CSP, title=html.escape(title), host=host,
+                       encoding="gzip" if compress else "raw",
+                       payload=base64.b64encode(data).decode("ascii"))
+
+
+def save_html(view, path, *, title: str | None = None, compress: bool = True) -> str:
+    """Write ``view`` (any notebookcarto view, e.g. an Explorer) to ``path`` as one offline HTML
+    file; returns the path."""
+    if title is None:
+        title = getattr(view, "title", "") or "notebookcarto"
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(view, title=title, compress=compress), encoding="utf-8")
+    return str(path)
+
+
+def to_html(atlas, path, *, title: str | None = None, compress: bool = True, **options) -> str:
+    """Write the Explorer of ``atlas`` (``options`` go to ``Explorer``) to one offline HTML file
+    that opens from disk with no network and no kernel; returns the path."""
+    from .explorer import Explorer
+
+    explorer = Explorer(atlas, title=title, **options)
+    try:
+        return save_html(explorer, path, title=title, compress=compress)
+    finally:
+        _close(explorer)
+
+
+def _close(root) -> None:
+    """Close the comms of a widget tree made only for an export."""
+    for widget in _models(root).values():
+        widget.close()

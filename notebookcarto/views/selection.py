@@ -1,0 +1,101 @@
+"""The one selection model all views share, and its Python face."""
+
+from __future__ import annotations
+
+import anywidget
+import numpy as np
+import pandas as pd
+import traitlets as t
+
+from ._common import NO_VIEW_ESM, neuron_index, section
+
+
+def _bytes_from_json(value, widget) -> bytes:
+    """Binary state from the front end arrives as a memoryview."""
+    return b"" if value is None else bytes(value)
+
+
+class SelectionModel(anywidget.AnyWidget):
+    """Shared state of linked views: selected neurons, hovered neurons, selected class.
+
+    ``neurons`` (uint32 bytes; ``indices`` as a list) and ``hover`` hold neuron indices
+    (``atlas.neuron_ids`` order); ``cls`` is a class index or -1; ``origin`` names the view that made the last change. Every view holds a
+    reference to one of these (anywidget ``WidgetTrait``); the front ends reach it with
+    ``host.getModel``, so a change made in any view shows in all of them.
+    """
+
+    _esm = NO_VIEW_ESM
+    # uint32 indices as raw bytes: a lasso over a million points stays a compact binary message
+    neurons = t.Bytes(b"").tag(sync=True, from_json=_bytes_from_json)
+    hover = t.List(t.Int()).tag(sync=True)
+    cls = t.Int(-1).tag(sync=True)
+    origin = t.Unicode("").tag(sync=True)
+
+    @property
+    def indices(self) -> list[int]:
+        """The selected neuron indices as a list."""
+        return np.frombuffer(self.neurons, dtype="<u4").astype(int).tolist()
+
+    @indices.setter
+    def indices(self, values) -> None:
+        self.neurons = np.asarray(list(values), dtype="<u4").tobytes()
+
+
+class NeuronSelection(list):
+    """Selected neuron ids (a list of ``"layer:channel"``), with ``.frame`` (their rows of
+    ``atlas.neurons``) and ``.indices`` (positions in ``atlas.neuron_ids``)."""
+
+    def __init__(self, atlas, indices):
+        ids = atlas.neuron_ids
+        self.indices = [int(i) for i in indices]
+        super().__init__(ids[i] for i in self.indices)
+        self._atlas = atlas
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The selected neurons' rows of ``atlas.neurons``, in selection order."""
+        return self._atlas.neurons.loc[list(self)]
+
+    def __repr__(self) -> str:
+        return f"NeuronSelection({list.__repr__(self)})"
+
+
+def _cluster_members(atlas, name: str) -> list[int]:
+    clusters = section(atlas, "clusters")
+    if clusters is None or "cluster" not in clusters.get("arrays", {}):
+        raise KeyError(f"{name!r} names a cluster but the atlas has no 'clusters' section: run "
+                       "the clustering analysis first, or select neuron ids")
+    label, _, layer = name.split(":", 1)[1].partition("@")
+    if not label.isdigit() or (layer and layer not in atlas.layers):
+        raise KeyError(f"unknown cluster {name!r}: clusters are named 'cluster:<number>' or, for "
+                       "the members in one layer, 'cluster:<number>@<layer>'")
+    members = np.flatnonzero(np.asarray(clusters["arrays"]["cluster"]) == int(label))
+    if layer:
+        ids = atlas.neuron_ids
+        members = [i for i in members if atlas.parse_neuron(ids[i])[0] == layer]
+    if len(members) == 0:
+        raise KeyError(f"cluster {name!r} has no members")
+    return [int(i) for i in members]
+
+
+def resolve_neurons(atlas, value) -> list[int]:
+    """Neuron ids, indices, ``"cluster:<n>"`` (or ``"cluster:<n>@<layer>"``, the graph's cluster
+    node ids) names, a DataFrame / Series (its index) or None -> a list of distinct neuron indices
+    in the given order."""
+    if value is None:
+        return []
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        value = list(value.index)
+    elif isinstance(value, (str, int, np.integer)):
+        value = [value]
+    out, seen = [], set()
+    for item in value:
+        if isinstance(item, str) and item.startswith("cluster:"):
+            indices = _cluster_members(atlas, item)
+        else:
+            indices = [neuron_index(atlas, item)]
+        for i in indices:
+            if i not in seen:
+                seen.add(i)
+                out.append(i)
+    return out
