@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from .analyses.attach_patches import attach_patches
+from .analyses.attribution_graph import add_attribution_graphs
+from .analyses.class_embedding import add_class_embedding
+from .analyses.cluster_graph import cluster_graphs
+from .analyses.clustering import cluster_neurons
 from .analyses.concepts import describe_concepts, exemplar_concept_shares
+from .analyses.dissection import attach_dissection, attach_gallery, dissect
+from .analyses.embedding import embed_neurons
+from .analyses.influence import add_influence
 from .atlas import Atlas
 from .capture import mappable_layers
+from .datasets.concept_data import PlaygroundConcepts
 from .datasets.playground import ConceptPlayground
 from .models.playground_cnn import evaluate, load_or_train
 
-FULL = dict(train=5000, test=4000, epochs=15)
-QUICK = dict(train=1200, test=400, epochs=1)
+FULL = dict(train=5000, test=4000, epochs=15, dissect=500)
+QUICK = dict(train=1200, test=400, epochs=1, dissect=200)
 
 
 def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size: int = 32,
              top_n: int = 100, progress: bool = True, echo=print) -> Atlas:
-    """Train (or reuse) the playground CNN, map its blocks over held-out playground images,
-    save the atlas to ``out/atlas`` and print a summary. ``quick`` is a small run for tests."""
+    """Train (or reuse) the playground CNN, map its blocks over held-out playground images
+    (statistics, example patches, clusters, embedding, influence and attribution graphs, class
+    embedding, dissection), save the atlas to ``out/atlas`` and the linked views to
+    ``out/atlas.html``, and print a summary. ``quick`` is a small run for tests."""
     start = time.perf_counter()
     plan = QUICK if quick else FULL
     out = Path(out)
@@ -44,11 +56,50 @@ def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size
     base_rates = pd.Series(table.mean(0), index=test.concept_names)
     atlas.sections["exemplar_concepts"] = {
         "meta": {"concepts": test.concept_names}, "arrays": {"shares": shares.to_numpy()}}
+    step = _Steps(echo, progress)
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    with step("example patches"):
+        attach_patches(atlas, model, dataset, k=9, progress=progress)
+    with step("neuron clusters"):
+        # R=4, B=20: the reference's R=2, B=100 chain this small model's neurons into one group
+        clusters = cluster_neurons(atlas, model, dataset, rows=4, bands=20, progress=progress)
+    with step("neuron embedding"):
+        embed_neurons(atlas, progress=progress)
+    with step("influence and attribution graphs"):
+        add_influence(atlas, model, loader, progress=progress)
+        add_attribution_graphs(atlas, progress=progress)
+        cluster_graphs(atlas)
+        add_class_embedding(atlas)
+    with step("network dissection"):
+        concept_data = PlaygroundConcepts(ConceptPlayground(n=plan["dissect"], size=size,
+                                                            seed=2))
+        result = dissect(model, concept_data, atlas.layers, progress=progress)
+        attach_dissection(atlas, result)  # also names the clusters after their members' labels
+        attach_gallery(atlas, model, concept_data, result, n=10)
     atlas.save(out / "atlas")
+    with step("HTML export"):
+        html = atlas.to_html(out / "atlas.html", title="notebookcarto demo")
     accuracy = evaluate(model, (images, labels), device=device)
     echo(summary(atlas, shares, base_rates, accuracy))
-    echo(f"atlas saved to {out / 'atlas'} in {time.perf_counter() - start:.0f} s")
+    echo(f"{clusters.n_clusters} neuron clusters; "
+         f"{int((atlas.neurons['concept'] != '').sum())} dissection detectors")
+    echo(f"atlas saved to {out / 'atlas'}, views to {html}, "
+         f"in {time.perf_counter() - start:.0f} s")
     return atlas
+
+
+class _Steps:
+    """Times the demo's steps and reports each one."""
+
+    def __init__(self, echo, progress):
+        self.echo, self.progress = echo, progress
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        start = time.perf_counter()
+        yield
+        if self.progress:
+            self.echo(f"{name}: {time.perf_counter() - start:.1f} s")
 
 
 def summary(atlas: Atlas, shares: pd.DataFrame, base_rates: pd.Series, accuracy: float,

@@ -21,10 +21,12 @@ def test_demo_quick_writes_a_loadable_atlas_and_prints_a_summary(tmp_path):
     assert atlas.layers == ["block1", "block2", "block3", "block4"]
     assert len(atlas.class_names) == 8 and atlas.stats.n_images == 400
     assert atlas.sections["exemplar_concepts"]["arrays"]["shares"].shape == (176, len(CONCEPTS))
-    # a second run reuses the cached checkpoint instead of training again
-    again = subprocess.run([sys.executable, "-m", "notebookcarto", "demo", "--quick", "--out",
-                            str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stdout.splitlines()[0] == run.stdout.splitlines()[0]
+    for section in ("patches", "clusters", "embedding", "influence", "attribution_graphs",
+                    "class_embedding", "cluster_graphs", "dissection"):
+        assert section in atlas.sections, section
+    html = (out / "atlas.html").read_text()
+    assert html.lower().startswith("<!doctype html>") and "Content-Security-Policy" in html
+    assert (out / "playground_cnn_quick.pt").is_file()
 
 
 def test_demo_rejects_an_unavailable_cuda_device(tmp_path):

@@ -190,6 +190,28 @@ class Atlas:
         table.index.name = "rank"
         return table
 
+    # -- analyses and views ---------------------------------------------------------------------
+    def attribution_graph(self, cls, **options):
+        """Summit's attribution graph of a class (index or name): ``(nodes, edges, data,
+        pagerank)`` with nodes and edges as DataFrames and ``data`` JSON-ready; see
+        ``notebookcarto.analyses.attribution_graph``. Needs ``analyses.add_influence`` first."""
+        from ..analyses.attribution_graph import attribution_graph
+
+        return attribution_graph(self, cls, **options)
+
+    def show(self, **options):
+        """The Explorer widget: all views of this atlas, linked (``notebookcarto.views``)."""
+        from ..views import show
+
+        return show(self, **options)
+
+    def to_html(self, path, **options) -> str:
+        """Write the Explorer to one self-contained HTML file that opens offline; returns
+        the path."""
+        from ..views import to_html
+
+        return to_html(self, path, **options)
+
     def _layer(self, layer: str):
         if layer not in self.stats.layers:
             raise KeyError(f"unknown layer {layer!r}: this atlas has {self.layers}")

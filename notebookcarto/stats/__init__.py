@@ -6,3 +6,5 @@ from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, 
 
 __all__ = ["ActivationStats", "ClassAccuracy", "ClassAggregation", "ClassMeans", "LayerBatch",
            "LayerStats", "NeuronMoments", "Reducer", "TopImages", "collect_stats", "spatial_max"]
+from .quantile import QuantileSketch, TopValues  # noqa: F401
+from .influence import InfluenceCounts  # noqa: F401
