@@ -18,13 +18,13 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
 from notebookcarto.capture import mappable_layers
 from notebookcarto.datasets.shared import find_shared
 from notebookcarto.stats import collect_stats
+from timing import timed
 
 
 def setup(n: int | None = None):
@@ -69,16 +69,6 @@ def peak_memory(n: int, batch_size: int, device: str) -> dict:
                           str(batch_size), "--device", device],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main() -> None:

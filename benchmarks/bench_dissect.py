@@ -34,16 +34,7 @@ from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.datasets.concept_data import ConceptTensors, PlaygroundConcepts
 from notebookcarto.models import PlaygroundCNN
 from notebookcarto.stats import QuantileSketch
-
-
-def timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from timing import timed
 
 
 def sketch_figures(n: int, channels: int, device) -> tuple[float, float]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from notebookcarto.analyses.attribution_graph import attribution_graphs
 from notebookcarto.analyses.influence import add_influence, collect_influence
 from notebookcarto.capture import mappable_layers
 from notebookcarto.datasets.shared import find_shared
+from timing import timed
 
 
 def setup(n: int):
@@ -49,16 +49,6 @@ def setup(n: int):
     step = max(1, len(data) // n)
     data = torch.utils.data.Subset(data, range(0, len(data), step)[:n])
     return model, data, names, name
-
-
-def timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def compare(fn, bare, rounds: int) -> tuple[float, float]:
