@@ -16,7 +16,8 @@ from notebookcarto.analyses.attribution_graph import (add_attribution_graphs, at
 from notebookcarto.analyses.influence import add_influence
 from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.models.circuit import circuit_model
-from notebookcarto.stats import ActivationStats
+
+from helpers import atlas_from_aggregation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,13 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def synthetic_atlas(aggregation: dict, influence: dict) -> Atlas:
     """An atlas with the given A per layer ((classes, channels)) and influence counts per pair
     ((classes, C_later, C_earlier)), without a model."""
-    k = next(iter(aggregation.values())).shape[0]
-    stats = ActivationStats(num_classes=k)
-    stats.add_classes(k, with_accuracy=False)
-    for name, a in aggregation.items():
-        stats.add_layer(name, a.shape[1], (1, 1))
-        stats.layers[name].aggregation.counts[:] = torch.as_tensor(a)
-    atlas = Atlas(stats, class_names=[f"class {i}" for i in range(k)])
+    atlas = atlas_from_aggregation(aggregation)
     atlas.sections["influence"] = {
         "meta": {"pairs": [list(p) for p in influence], "estimator": "conv", "k": 5},
         "arrays": {f"counts/{l}|{e}": np.asarray(v, np.int64) for (e, l), v in influence.items()}}

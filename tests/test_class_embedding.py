@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from notebookcarto import Atlas
 from notebookcarto.analyses.class_embedding import (add_class_embedding, class_embedding,
                                                     class_similarity)
-from notebookcarto.stats import ActivationStats
+
+from helpers import atlas_from_aggregation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def atlas_with(aggregation: dict) -> Atlas:
-    k = next(iter(aggregation.values())).shape[0]
-    stats = ActivationStats(num_classes=k)
-    stats.add_classes(k, with_accuracy=False)
-    for name, a in aggregation.items():
-        stats.add_layer(name, a.shape[1], (1, 1))
-        stats.layers[name].aggregation.counts[:] = torch.as_tensor(a)
-    return Atlas(stats, class_names=[f"c{i}" for i in range(k)])
+    return atlas_from_aggregation(aggregation, prefix="c")
 
 
 @pytest.fixture(scope="module")
