@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from ..capture import LayerError, ModelGuard, as_channels, model_device, resolve_layers, split_call
 from ..stats.collect import _check_labels, _split_batch
 from ..stats.influence import InfluenceCounts
+from ..stats.merging import check_disjoint, check_same, union
 
 ESTIMATORS = ("conv", "gradient")
 # Values per intermediate tensor: small on CPU (the grouped conv's output stays in cache and
@@ -316,22 +317,16 @@ class InfluenceStats:
 
     def merge(self, other: "InfluenceStats") -> "InfluenceStats":
         """Add another pass's counts (over different images) into these."""
-        for key in ("pairs", "estimators", "k", "min_influence", "stride", "fold_bn",
-                    "num_classes", "channels", "joins", "skip_tokens"):
-            if self.config[key] != other.config[key]:
-                raise ValueError(f"cannot merge influence counts with different {key}: "
-                                 f"{self.config[key]} vs {other.config[key]}")
-        for a, b in self.config["image_ranges"]:
-            for c, d in other.config["image_ranges"]:
-                if a < d and c < b:
-                    raise ValueError(f"cannot merge influence counts over overlapping image ids "
-                                     f"[{a}, {b}) and [{c}, {d}): give each pass its own "
-                                     "index_offset")
+        check_same(self.config, other.config,
+                   ("pairs", "estimators", "k", "min_influence", "stride", "fold_bn",
+                    "num_classes", "channels", "joins", "skip_tokens"), "influence counts")
+        check_disjoint(self.config["image_ranges"], other.config["image_ranges"],
+                       "influence counts")
         for key, reducer in self.reducers.items():
             reducer.merge(other.reducers[key])
         self.config["n_images"] += other.n_images
-        self.config["image_ranges"] = sorted(self.config["image_ranges"]
-                                             + other.config["image_ranges"])
+        self.config["image_ranges"] = union(self.config["image_ranges"]
+                                            + other.config["image_ranges"])
         return self
 
     def state_dict(self) -> dict:

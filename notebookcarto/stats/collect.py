@@ -9,6 +9,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..capture import Capture, as_channels, model_device, position_shape
+from .merging import check_disjoint, check_same, union
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
                        TopImages, spatial_max)
 
@@ -81,27 +82,19 @@ class ActivationStats:
 
     def merge(self, other: "ActivationStats") -> "ActivationStats":
         """Add another pass's statistics (over different images) into these."""
-        keys = ("top_n", "tau", "num_classes", "bins", "exclude", "shapes", "channels")
-        for key in keys:
-            if self.config[key] != other.config[key]:
-                raise ValueError(f"cannot merge statistics with different {key}: "
-                                 f"{self.config[key]} vs {other.config[key]}")
+        check_same(self.config, other.config, ("top_n", "tau", "num_classes", "bins", "exclude",
+                                               "shapes", "channels"), "statistics")
         if (self.accuracy is None) != (other.accuracy is None):  # checked before changing self
             raise ValueError("cannot merge statistics with and without accuracy")
-        for a, b in self.config["image_ranges"]:
-            for c, d in other.config["image_ranges"]:
-                if a < d and c < b:
-                    raise ValueError(f"cannot merge statistics over overlapping image ids "
-                                     f"[{a}, {b}) and [{c}, {d}): give each pass its own "
-                                     "index_offset")
+        check_disjoint(self.config["image_ranges"], other.config["image_ranges"], "statistics")
         for name, layer in self.layers.items():
             for rname, reducer in layer.reducers.items():
                 reducer.merge(other.layers[name].reducers[rname])
         if self.accuracy is not None:
             self.accuracy.merge(other.accuracy)
         self.config["n_images"] += other.n_images
-        self.config["image_ranges"] = _union(self.config["image_ranges"]
-                                             + other.config["image_ranges"])
+        self.config["image_ranges"] = union(self.config["image_ranges"]
+                                            + other.config["image_ranges"])
         return self
 
     def state_dict(self) -> dict:
@@ -136,17 +129,6 @@ class ActivationStats:
             stats.accuracy.load_state_dict({k[len("/accuracy/"):]: v for k, v in tensors.items()
                                             if k.startswith("/accuracy/")})
         return stats
-
-
-def _union(ranges: list) -> list:
-    """Sorted [start, stop) ranges with touching ones joined."""
-    out = []
-    for start, stop in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], stop)
-        else:
-            out.append([start, stop])
-    return out
 
 
 def _split_batch(batch, i: int):
