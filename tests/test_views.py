@@ -166,7 +166,7 @@ def test_attach_patches_matches_neuron_patches(plain):
     for neuron in [atlas.layers[0] + ":1", atlas.layers[2] + ":5", atlas.layers[-1] + ":7"]:
         i = atlas.neuron_ids.index(neuron)
         top = atlas.top_images(neuron).head(9)
-        expected = neuron_patches(atlas, neuron, data, rf, n=9, size=24)
+        expected = neuron_patches(atlas, neuron, data, rf, n=9, size=24, fill=None)
         assert np.array_equal(arrays["patches"][i, :len(expected)], expected)
         assert np.allclose(arrays["values"][i, :len(top)], top["value"].to_numpy())
         assert np.array_equal(arrays["images"][i, :len(top)], top["image"].to_numpy())
@@ -184,7 +184,7 @@ def test_attach_patches_planted_heatmaps_are_exact():
                                          batch_size=80)
     atlas = Atlas.build(model, loader, ["detect"], class_names=data.classes, top_n=6,
                         progress=False)
-    section = attach_patches(atlas, model, data, k=5, size=3, progress=False)
+    section = attach_patches(atlas, model, data, k=5, size=3, fill=127, progress=False)
     heat, patches = section["arrays"]["heatmaps"], section["arrays"]["patches"]
     from notebookcarto.analyses import receptive_fields
 

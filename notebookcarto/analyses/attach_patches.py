@@ -4,7 +4,8 @@
 best top images around the argmax over that field (``example_patches``) and stores them, with the
 activation map over each patch (for the gallery's heatmap overlay), as the section ``"patches"``:
 
-    meta    size, k, layers, input_shape, heatmap_layers
+    meta    size, k, layers, input_shape, heatmap_layers,
+            crop ("clip" or "pad") and fill (None, or the [r, g, b] padding colour)
     arrays  patches  (neurons, k, size, size, 3) uint8   the patches, best first
             heatmaps (neurons, k, size, size)    uint8   the neuron's map over each patch,
                                                           255 = the neuron's largest top value
@@ -13,17 +14,23 @@ activation map over each patch (for the gallery's heatmap overlay), as the secti
 
 NeuroCartography cropped a fixed +-15 % of the map around the argmax, which is too small for deep
 layers and too large for shallow ones; here the crop is the measured receptive field of the layer.
+Where that field leaves the image (always, once it is larger than the image, as in the deep layers
+of CIFAR networks) the box is clipped to the image by default and resized to ``size``, rather than
+padded, which would show a small off-centre picture in a grey frame. Each heat map is cut from the
+activation map, upsampled to the input with every map position placed at the centre of its
+receptive field, with exactly the patch's box and resized by the same filter, so the overlay lies
+on the pixels it describes (a plain upsampling puts position j at (j + 1/2) * stride instead,
+(stride - 1) / 2 pixels off for the usual "same"-padded strided convolutions).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..capture import Capture, model_device
-from .patches import _to_uint8_image, example_patches, image_getter
+from .patches import _cut, _fill_colour, _resize, _to_uint8_image, example_patches, image_getter
 from .receptive_field import ReceptiveField, receptive_fields
 
 
@@ -62,27 +69,55 @@ def _top(atlas, layer: str, k: int):
     return index, values, rows, cols
 
 
-def _heat_crops(maps: torch.Tensor, rf: ReceptiveField, rows, cols, size: int) -> torch.Tensor:
-    """Crop the receptive-field box of (rows[i], cols[i]) out of map i upsampled to the input.
+def _axis_weights(n_map: int, n_pixels: int, stride: int, offset: int, size: int,
+                  whole: bool) -> np.ndarray:
+    """(n_pixels, n_map) bilinear weights that upsample one axis of a map to the input.
 
-    maps: (n, h, w) float. Returns (n, size, size) float; zero where the box leaves the image."""
-    height, width = rf.input_shape
-    up = F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)
-    up = up[:, 0]
-    if rf.whole_image:
-        crops = up
+    Map position j sits at the centre of its receptive field, ``offset + j * stride + size / 2``
+    (pixel i spans [i, i + 1)); pixels beyond the first or last centre take the edge value.
+    Without a usable stride (whole-image fields, a single position) the positions are spread
+    evenly over the axis, as bilinear interpolation with align_corners=False does."""
+    if whole or stride <= 0:
+        stride = n_pixels / n_map
+        first = stride / 2
     else:
-        ph, pw = rf.size
-        padded = F.pad(up, (pw, pw, ph, ph))
-        boxes = rf.boxes(rows, cols)
-        crops = torch.stack([padded[i, t + ph:b + ph, l + pw:r + pw]
-                             for i, (t, l, b, r) in enumerate(boxes.tolist())])
-    return F.interpolate(crops[:, None], size=(size, size), mode="bilinear",
-                         align_corners=False)[:, 0]
+        first = offset + size / 2
+    u = np.clip((np.arange(n_pixels) + 0.5 - first) / stride, 0, n_map - 1)
+    j0 = np.floor(u).astype(np.int64)
+    j1 = np.minimum(j0 + 1, n_map - 1)
+    w = u - j0
+    weights = np.zeros((n_pixels, n_map), dtype=np.float32)
+    np.add.at(weights, (np.arange(n_pixels), j0), 1 - w)
+    np.add.at(weights, (np.arange(n_pixels), j1), w)
+    return weights
+
+
+def _heat_crops(maps: torch.Tensor, rf: ReceptiveField, rows, cols, size: int, fill,
+                chunk: int = 256) -> np.ndarray:
+    """Cut from map i (upsampled to the input) the region the patch of (rows[i], cols[i]) shows,
+    with the same box (``_cut``: clipped when ``fill`` is None, else padded with zeros) and the
+    same resize to ``size`` x ``size`` as the patch.
+
+    maps: (n, h, w) float on the CPU. Returns float32 (n, size, size)."""
+    height, width = rf.input_shape
+    n, h, w = maps.shape
+    along_rows = torch.from_numpy(_axis_weights(h, height, rf.stride[0], rf.offset[0],
+                                                rf.size[0], rf.whole_image))
+    along_cols = torch.from_numpy(_axis_weights(w, width, rf.stride[1], rf.offset[1],
+                                                rf.size[1], rf.whole_image))
+    pad = None if fill is None else 0.0
+    out = np.zeros((n, size, size), dtype=np.float32)
+    for s in range(0, n, chunk):  # in chunks: input-sized maps of a whole layer can be large
+        up = torch.einsum("ih,nhw,jw->nij", along_rows, maps[s:s + chunk].float(),
+                          along_cols).numpy()
+        for j in range(up.shape[0]):
+            region = _cut(up[j], rf, int(rows[s + j]), int(cols[s + j]), pad)
+            out[s + j] = _resize(region, (size, size))
+    return out
 
 
 def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: int | None = None,
-                   input_shape=None, mean=None, std=None, fill=127, heatmaps: bool = True,
+                   input_shape=None, mean=None, std=None, fill=None, heatmaps: bool = True,
                    rf: dict | None = None, batch_size: int = 64, progress: bool = True) -> dict:
     """Compute every neuron's ``k`` example patches and store them as ``atlas.sections["patches"]``.
 
@@ -91,9 +126,13 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
     ``input_shape`` (C, H, W) defaults to the shape of ``dataset[0]``'s image; the receptive fields
     are measured for it (or taken from ``rf``, a ``receptive_fields`` dict). Patches are resized to
     ``size`` x ``size`` pixels (default: the input height, at most 64). ``mean``/``std`` undo a
-    normalisation for display (see ``image_getter``); ``fill`` colours the parts of a box outside
-    the image. With ``heatmaps`` the top images run through the model once more (in batches of
-    ``batch_size``, on the model's device) to crop each neuron's activation map over its patches.
+    normalisation for display (see ``image_getter``). Where a receptive field leaves the image,
+    ``fill=None`` (the default) clips the box to the image and resizes what is left to ``size``;
+    a grey level or an RGB triple pads the box with that colour instead (the full field, with the
+    argmax at its centre). With ``heatmaps`` the top images run through the model once more (in
+    batches of ``batch_size``, on the model's device) to cut each neuron's activation map over
+    its patches: the same box as the patch (zeros where a padded box leaves the image), resized
+    the same way.
 
     Returns the section dict (also stored in the atlas). See the module docstring for its format.
     """
@@ -112,6 +151,7 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
     size = int(size)
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
+    colour = None if fill is None else _fill_colour(fill)
     layers = atlas.layers
     if rf is None:
         rf = receptive_fields(model, layers, input_shape)
@@ -129,7 +169,7 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
 
     n_total = len(atlas.neuron_ids)
     patches = np.zeros((n_total, k, size, size, 3), dtype=np.uint8)
-    patches[:] = np.asarray(fill, dtype=np.uint8)
+    patches[:] = 127 if colour is None else colour  # slots without an image
     values = np.full((n_total, k), np.nan, dtype=np.float32)
     images = np.full((n_total, k), -1, dtype=np.int64)
     tops, start = {}, 0
@@ -140,17 +180,18 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
         valid = index >= 0
         if valid.any():
             crops = example_patches(pixels, rf[name], index[valid], rows[valid], cols[valid],
-                                    size=size, fill=fill)
+                                    size=size, fill=colour)
             block = patches[start:start + channels]
             block[valid] = crops
         values[start:start + channels] = vals
         images[start:start + channels] = index
         start += channels
     meta = {"size": size, "k": int(k), "layers": layers, "input_shape": list(input_shape),
-            "heatmap_layers": []}
+            "heatmap_layers": [], "crop": "clip" if colour is None else "pad",
+            "fill": None if colour is None else [int(v) for v in colour]}
     arrays = {"patches": patches, "values": values, "images": images}
     if heatmaps:
-        heat, meta["heatmap_layers"] = _heatmaps(atlas, model, dataset, rf, tops, size,
+        heat, meta["heatmap_layers"] = _heatmaps(atlas, model, dataset, rf, tops, size, colour,
                                                  batch_size, progress)
         arrays["heatmaps"] = heat
     section = {"meta": meta, "arrays": arrays}
@@ -158,7 +199,7 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
     return section
 
 
-def _heatmaps(atlas, model, dataset, rf, tops, size, batch_size, progress):
+def _heatmaps(atlas, model, dataset, rf, tops, size, fill, batch_size, progress):
     """(neurons, k, size, size) uint8 maps over the patches, and the layers that have them."""
     n_total = len(atlas.neuron_ids)
     k = next(iter(tops.values()))[1].shape[1]
@@ -180,18 +221,25 @@ def _heatmaps(atlas, model, dataset, rf, tops, size, batch_size, progress):
             batch = ids[s:s + batch_size]
             x = torch.stack([_model_input(dataset[i]) for i in batch]).to(device)
             model(x)
-            for b, i in enumerate(batch):
-                for name, c, r in needs[i]:
-                    maps[name][(c, r)] = capture.outputs[name][b, c].float()
+            for name in map_layers:
+                picks = [(b, c, r) for b, i in enumerate(batch) for layer, c, r in needs[i]
+                         if layer == name]
+                if not picks:
+                    continue
+                bs, cs, _ = zip(*picks)
+                # a gathered copy on the CPU: views would keep every batch's whole output alive
+                chosen = capture.outputs[name][list(bs), list(cs)].float().cpu()
+                for j, (_, c, r) in enumerate(picks):
+                    maps[name][(c, r)] = chosen[j]
     for name in map_layers:
         start, index, vals, rows, cols = tops[name]
         keys = sorted(maps[name])
         if not keys:
             continue
-        stack = torch.stack([maps[name][key] for key in keys]).cpu()
+        stack = torch.stack([maps[name][key] for key in keys])
         cs = np.array([key[0] for key in keys])
         rs = np.array([key[1] for key in keys])
-        crops = _heat_crops(stack, rf[name], rows[cs, rs], cols[cs, rs], size).numpy()
+        crops = _heat_crops(stack, rf[name], rows[cs, rs], cols[cs, rs], size, fill)
         # scale by the neuron's best top value, so the overlay compares across its patches
         top_value = np.where(index >= 0, vals, -np.inf).max(axis=1)[cs]
         scale = np.where(top_value > 0, top_value, 1.0)[:, None, None]

@@ -2,9 +2,10 @@
 
 For a neuron's top images (``Atlas.top_images``), the argmax position of the channel's map and
 the layer's ``ReceptiveField`` give the input box that produced the maximum. ``example_patches``
-cuts those boxes out as uint8 (n, h, w, 3) arrays for a gallery, padding with a fill colour where
-a box leaves the image, so every patch has the full receptive-field size and the argmax stays at
-its centre.
+cuts those boxes out as uint8 (n, h, w, 3) arrays for a gallery. Where a box leaves the image it
+either pads with a fill colour (every patch has the full receptive-field size and the argmax stays
+at its centre) or, with ``fill=None``, clips the box to the image (what a display wants once the
+fields of deep layers grow as large as the image).
 """
 
 from __future__ import annotations
@@ -98,20 +99,29 @@ def _out_size(size) -> tuple[int, int] | None:
 
 
 def _resize(patch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize to (height, width) with Pillow: uint8 (h, w, 3) images, or float (h, w)
+    maps (Pillow's 32-bit float mode, same filter), so a patch and its heat map are resized the
+    same way and stay aligned."""
     if patch.shape[:2] == size:
         return patch
     from PIL import Image
 
     bilinear = getattr(Image, "Resampling", Image).BILINEAR  # Pillow < 9.1 has no Resampling
-    resized = Image.fromarray(patch).resize((size[1], size[0]), bilinear)
-    return np.asarray(resized, dtype=np.uint8)
+    if patch.dtype == np.uint8:
+        return np.asarray(Image.fromarray(patch).resize((size[1], size[0]), bilinear),
+                          dtype=np.uint8)
+    if patch.ndim != 2:
+        raise ValueError(f"float maps to resize must be (h, w), got shape {patch.shape}")
+    plane = Image.fromarray(np.ascontiguousarray(patch, dtype=np.float32), mode="F")
+    return np.asarray(plane.resize((size[1], size[0]), bilinear), dtype=np.float32)
 
 
-def _crop(image: np.ndarray, box, colour: np.ndarray) -> np.ndarray:
-    """The box (top, left, bottom, right) of the image, ``colour`` where it leaves the image."""
+def _crop(image: np.ndarray, box, colour) -> np.ndarray:
+    """The box (top, left, bottom, right) of an (H, W, ...) array, ``colour`` where it leaves
+    the array."""
     top, left, bottom, right = box
     height, width = image.shape[:2]
-    patch = np.empty((bottom - top, right - left, 3), dtype=np.uint8)
+    patch = np.empty((bottom - top, right - left) + image.shape[2:], dtype=image.dtype)
     patch[:] = colour
     t, b = max(top, 0), min(bottom, height)
     l, r = max(left, 0), min(right, width)
@@ -120,13 +130,32 @@ def _crop(image: np.ndarray, box, colour: np.ndarray) -> np.ndarray:
     return patch
 
 
-def _clip(image: np.ndarray, box) -> np.ndarray:
-    """The part of the box (top, left, bottom, right) that lies inside the image."""
-    top, left, bottom, right = box
-    height, width = image.shape[:2]
+def _clip_box(box, height: int, width: int) -> tuple[int, int, int, int]:
+    """The part of a (top, left, bottom, right) box that lies inside a height x width image.
+
+    A box wholly outside the image (which a measured receptive field never gives) keeps the
+    nearest row or column of the image, so the result always holds at least one pixel."""
+    top, left, bottom, right = (int(v) for v in box)
     t, b = min(max(top, 0), height - 1), max(min(bottom, height), 1)
     l, r = min(max(left, 0), width - 1), max(min(right, width), 1)
-    return image[t:max(b, t + 1), l:max(r, l + 1)]
+    return t, l, max(b, t + 1), max(r, l + 1)
+
+
+def _clip(image: np.ndarray, box) -> np.ndarray:
+    """The part of the box (top, left, bottom, right) that lies inside the image."""
+    t, l, b, r = _clip_box(box, *image.shape[:2])
+    return image[t:b, l:r]
+
+
+def _cut(array: np.ndarray, rf: ReceptiveField, row: int, col: int, fill) -> np.ndarray:
+    """The region of an (H, W, ...) input-sized array that a patch shows: the whole array for a
+    whole-image field, else the field's box of (row, col), clipped to the array (``fill`` None)
+    or padded with ``fill``. Patches and their heat maps both go through here."""
+    if rf.whole_image:
+        return array
+    if fill is None:
+        return _clip(array, rf.box(row, col))
+    return _crop(array, rf.box(row, col), fill)
 
 
 def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=None,
@@ -138,10 +167,11 @@ def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=N
     ``image_getter``; use that directly to undo a normalisation). Where a box leaves the image
     the patch holds ``fill`` (a grey level or an RGB triple), so each patch is the full
     receptive field, ``rf.size``, with the argmax position at its centre. ``fill=None`` clips
-    the box to the image instead (no padding; better for display when fields are larger than
-    the image) and resizes each patch to ``size`` or to the field's size capped by the image's. A whole-image field
+    the box to the image instead (no padding; better for display when fields are as large as
+    the image, where a padded patch is a small off-centre picture in a wide frame) and resizes
+    each patch to ``size``, or to the field's size capped by the image's. A whole-image field
     (token and vector layers) gives the whole image. ``size`` (pixels, or (height, width))
-    resizes every patch bilinearly.
+    resizes every patch bilinearly (Pillow).
 
     Returns uint8 (n, h, w, 3). Images must have the size the field was measured for
     (``rf.input_shape``), i.e. the size the model saw.
@@ -168,13 +198,9 @@ def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=N
             raise ValueError(f"image {image_id} is {image.shape[0]}x{image.shape[1]} but the "
                              f"receptive field was measured for {rf.input_shape[0]}x"
                              f"{rf.input_shape[1]} inputs: give the images as the model saw them")
-        if rf.whole_image:
-            patch = image
-        elif colour is None:
-            patch = _clip(image, rf.box(row, col))
+        patch = _cut(image, rf, row, col, colour)
+        if colour is None and not rf.whole_image:
             out = out or (min(rf.size[0], image.shape[0]), min(rf.size[1], image.shape[1]))
-        else:
-            patch = _crop(image, rf.box(row, col), colour)
         patches.append(patch if out is None else _resize(patch, out))
     if not patches:
         empty = out or (rf.input_shape if rf.whole_image and rf.input_shape else rf.size)
