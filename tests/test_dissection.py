@@ -159,7 +159,7 @@ def reference(model, data, layer, thresholds, method, quantile):
     ("original", "exact", "sparse"), ("original", "exact", "dense"), ("2020", "exact", "sparse"),
     ("2020", "exact", "dense"), ("original", "sketch", "sparse"), ("2020", "sketch", "dense")])
 def test_iou_equals_bruteforce_reference(tmp_path, monkeypatch, method, estimator, tally):
-    monkeypatch.setattr(dissection, "SPARSE_DENSITY", 1.0 if tally == "sparse" else -1.0)
+    monkeypatch.setattr(dissection.counting, "SPARSE_DENSITY", 1.0 if tally == "sparse" else -1.0)
     images, maps, textures = random_broden_arrays(n=10, size=16, seed=1)
     data = BrodenFolder(write_broden(tmp_path / "b", images, maps, textures), transform=to_dyadic)
     model = Dyadic()

@@ -1,0 +1,51 @@
+"""Network Dissection (Bau et al., CVPR 2017 / TPAMI 2018; REFERENCE section 3).
+
+``dissect(model, data, layers)`` labels every unit (channel) of the chosen layers with the
+concept whose pixels its high activations cover best:
+
+1. Threshold T_k per unit: the value exceeded by a share ``quantile`` of all positions of all
+   images (default 0.005), from a streaming, mergeable estimator on the model's device: the
+   exact top values of every unit (``stats.TopValues``) when they fit in memory, else a
+   KLL-style quantile sketch (``stats.QuantileSketch``, rank error about 1/k).
+2. Each activation map is resampled bilinearly to the image's mask resolution (as
+   ``F.interpolate(mode="bilinear", align_corners=False)``; no resampling when the sizes are
+   equal) and M_k = (map > T_k), strictly greater.
+3. Tallies over the data set: I[k, c] = pixels of M_k inside concept c (an image-level label
+   covers the whole image), G[c] = pixels of c, A[k, g] = pixels of M_k in images that carry a
+   concept of category g. The intersections are batched matrix products of the boolean masks
+   (images x masks x positions) @ (images x positions x units) on the device; when few
+   positions fire (the usual case: a share ``quantile`` of them) the same integers come from
+   resampling only the maps whose maximum exceeds T_k (no other map can exceed it after
+   bilinear resampling) and counting their fired pixels per mask.
+4. IoU[k, c] = I / (A[k, category(c)] + G - I). Per unit: the best concept of each category,
+   then the best overall (ties: the earlier concept); a unit is a detector if its best IoU >
+   ``iou_threshold`` (0.04). Per layer: detectors and unique concepts, also per category.
+
+Two methods: ``"original"`` (2017: quantile of the raw activations, 0.005) and ``"2020"``
+(Bau 2020, ``dissect``: quantile of the activations after resampling to the mask grid, 0.01).
+The second pass also keeps every unit's top images (by spatial maximum) for the gallery.
+
+Guarantees: thresholds are exact (``TopValues``) or from a sketch whose rank error is measured
+(tests/test_quantile.py); values equal to the threshold are not in M_k (strictly greater: a
+unit whose top values tie at T_k leaves them out); A is counted separately for every category;
+an image-level label counts every pixel of the image at its mask resolution; a concept never
+present gets IoU 0 (no division by zero); counts are exact integers (products of booleans per
+image, summed in int64), and IoU equals a brute-force reference exactly
+(tests/test_dissection.py). Only layers with spatial maps (B, C, H, W) can be dissected.
+
+Results go into the Atlas with ``attach_dissection`` (section "dissection"; cluster names with
+``label_clusters``), a plotly chart of the summary with ``summary_figure`` and galleries of top
+images with the unit's mask overlaid with ``unit_gallery`` / ``attach_gallery``.
+``rotate_channels`` builds the paper's control: a random rotation of a layer's channel basis
+that leaves the model's function unchanged.
+"""
+
+from .atlas import attach_dissection, label_clusters, summary_figure
+from .gallery import attach_gallery, overlay_mask, unit_gallery
+from .result import Dissection
+from .rotation import ChannelMix, ChannelRotation, random_rotation, rotate_channels
+from .run import METHODS, dissect
+
+__all__ = ["METHODS", "ChannelMix", "ChannelRotation", "Dissection", "attach_dissection",
+           "attach_gallery", "dissect", "label_clusters", "overlay_mask", "random_rotation",
+           "rotate_channels", "summary_figure", "unit_gallery"]

@@ -1,0 +1,123 @@
+"""Feeding a dissection: batches of annotated images through the captured model, the chosen
+concepts as count targets, and bilinear resampling of activation maps."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ...capture import Capture, model_device
+from ...datasets.concept_data import ConceptBatch, ConceptData
+
+CHUNK_ELEMENTS = 1 << 24  # resampled activations held at once (images are processed in chunks)
+
+
+def resample(z: torch.Tensor, shape) -> torch.Tensor:
+    """Bilinear resampling of (B, C, h, w) maps to ``shape`` (align_corners=False, no
+    antialiasing); the maps themselves when the size already matches."""
+    shape = (int(shape[0]), int(shape[1]))
+    if tuple(z.shape[2:]) == shape:
+        return z
+    # channels-last is several times faster on CPU and keeps (B, P, C) views cheap
+    z = z.float().contiguous(memory_format=torch.channels_last)
+    return F.interpolate(z, size=shape, mode="bilinear", align_corners=False)
+
+
+def check_map(name: str, z: torch.Tensor):
+    if z.ndim != 4:
+        raise ValueError(f"layer {name!r} gives outputs of shape {tuple(z.shape)}: dissection "
+                         "needs spatial maps (B, C, H, W); choose a convolutional layer")
+
+
+def _batches(data: ConceptData, batch_size: int, num_workers: int):
+    """Lists of ConceptBatch (one per mask shape), batch by batch."""
+    n = len(data)
+    starts = list(range(0, n, batch_size))
+    if num_workers:
+        source = _BatchSource(data, batch_size)
+        yield from torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers)
+    else:
+        for start in starts:
+            yield data.load_batch(range(start, min(start + batch_size, n)))
+
+
+class _BatchSource(torch.utils.data.Dataset):
+    def __init__(self, data, batch_size):
+        self.data, self.batch_size = data, batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def __getitem__(self, j):
+        start = j * self.batch_size
+        return self.data.load_batch(range(start, min(start + self.batch_size, len(self.data))))
+
+
+def chunks(batch_size: int, per_image: int):
+    step = max(1, CHUNK_ELEMENTS // max(per_image, 1))
+    return [slice(s, min(s + step, batch_size)) for s in range(0, batch_size, step)]
+
+
+def forward(model, data, layers, batch_size, num_workers, progress, desc):
+    """Yield (batch, {layer: output}) over the data set, with the model captured."""
+    device = model_device(model)
+    outputs: dict[str, torch.Tensor] = {}
+    total = math.ceil(len(data) / batch_size)
+    with Capture(model, layers, on_output=outputs.__setitem__), torch.inference_mode():
+        for groups in tqdm(_batches(data, batch_size, num_workers), total=total, desc=desc,
+                           disable=not progress):
+            for batch in groups:
+                outputs.clear()
+                model(batch.images.to(device, non_blocking=True))
+                for name in layers:
+                    check_map(name, outputs[name])
+                yield batch, outputs
+
+
+class Concepts:
+    """Selected concepts, remapped to 0..K-1 with a dummy K for padding and the rest; each
+    category g is count column K + g."""
+
+    def __init__(self, data: ConceptData, names, device):
+        all_concepts = list(data.concepts)
+        if not all_concepts:
+            raise ValueError("the data set has no concepts")
+        chosen = (list(range(len(all_concepts))) if names is None
+                  else data.concept_index(names))
+        if not chosen:
+            raise ValueError("concepts=[] selects nothing: pass concept names or None for all")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("concepts lists a name twice")
+        self.names = [all_concepts[i].name for i in chosen]
+        self.concept_categories = [all_concepts[i].category for i in chosen]
+        self.categories = list(dict.fromkeys(self.concept_categories))
+        k = len(chosen)
+        remap = torch.full((len(all_concepts) + 1,), k, dtype=torch.long)
+        remap[torch.tensor(chosen)] = torch.arange(k)
+        self.remap = remap.to(device)  # index -1 (padding) reads the last entry: the dummy
+        cat = [self.categories.index(c) for c in self.concept_categories] + [len(self.categories)]
+        self.category_of = torch.tensor(cat, dtype=torch.long, device=device)
+        self.k = k
+
+    @property
+    def targets(self) -> int:
+        """Count columns: the K concepts (I), then the G categories (A)."""
+        return self.k + len(self.categories)
+
+    def batch(self, batch: ConceptBatch, device):
+        """(masks (B, M + 1, P) bool whose last row is all True, mask concepts (B, M), labels
+        (B, L), pixels (B, M), carried categories (B, G + 1) float) for one batch, on the
+        device. The last row makes the intersection counts also count M_k's pixels."""
+        masks = batch.masks.to(device, non_blocking=True).flatten(2)
+        concepts = self.remap[batch.mask_concepts.to(device)]
+        labels = self.remap[batch.labels.to(device)]
+        pixels = torch.count_nonzero(masks, dim=2)
+        carried_mask = torch.where(pixels > 0, self.category_of[concepts], len(self.categories))
+        carried = torch.zeros(masks.shape[0], len(self.categories) + 1, device=device)
+        carried.scatter_(1, carried_mask, 1.0)
+        carried.scatter_(1, self.category_of[labels], 1.0)
+        ones = torch.ones(masks.shape[0], 1, masks.shape[2], dtype=torch.bool, device=device)
+        return torch.cat([masks, ones], 1), concepts, labels, pixels, carried
