@@ -61,15 +61,26 @@ function setPath(obj, path, value) {
   o[path[path.length - 1]] = value;
 }
 
+/** Base64 text -> bytes: the browser's decoder where it has one, else atob and a copy loop. */
+function decodeBase64(text) {
+  if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text.trim());
+  const binary = atob(text.trim());
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
 async function unpack() {
   const node = document.getElementById("nc-payload");
-  const text = atob(node.textContent.trim());
-  let bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  let bytes = decodeBase64(node.textContent);
+  performance.mark("nc:decoded");
   if (node.dataset.encoding === "gzip") {
     if (typeof DecompressionStream === "undefined") throw new Error("this browser cannot unpack the page (no DecompressionStream); use a current Chrome, Firefox or Safari");
-    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-    bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+    const gunzip = new DecompressionStream("gzip");
+    const writer = gunzip.writable.getWriter();
+    writer.write(bytes).catch(() => {});  // errors surface through the readable side
+    writer.close().catch(() => {});
+    bytes = new Uint8Array(await new Response(gunzip.readable).arrayBuffer());
   }
   const magic = String.fromCharCode(...bytes.subarray(0, 4));
   if (magic !== "NCX1") throw new Error("not a notebookcarto page payload");
@@ -83,6 +94,7 @@ async function main() {
   const status = document.getElementById("nc-status");
   const { header, body } = await unpack();
   performance.mark("nc:unpacked");
+  // each binary trait gets its own ArrayBuffer: some front ends (Plotly's) read `.buffer` whole
   const slice = (start, len) => body.slice(start, start + len);
   const decoder = new TextDecoder();
   const moduleCache = new Map();

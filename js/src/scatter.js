@@ -4,10 +4,14 @@ import {
   CATEGORICAL, DEPTH_STOPS, HEAT_STOPS, NONE_COLOR, clear, f32, fillNotes, h, i32, listen, neuronIndex, pct, ramp, select, selected, setShared, u32,
 } from "./util.js";
 import * as P from "./patches.js";
+import { buildKdIndex, emptyKdIndex, fillKdIndex, kdIndexInWorker } from "./kdindex.js";
 
 const ORIGIN = "scatter";
 const CARDS = "scatter-neighbours";
 const ACCURACY_STOPS = ["#e03131", "#f59f00", "#94d82d", "#2f9e44"];
+// From this many points on, the hover/lasso index is built in a worker (see kdindex.js) and the
+// points are drawn without waiting for it.
+const WORKER_INDEX_MIN = 200000;
 
 /** Scale 2-D positions into [-extent, extent], keeping the aspect ratio. */
 function normalise(xy, n, extent = 0.92) {
@@ -27,6 +31,41 @@ function normalise(xy, n, extent = 0.92) {
     ys[i] = Number.isFinite(y) ? (y - cy) * s : 0;
   }
   return { x: xs, y: ys };
+}
+
+/** The points as regl-scatterplot keeps them, [x, y, valueA, valueB] rows, built in one plain
+ * loop (its own conversion from columns is about twice as slow for a million points). */
+function pointRows(pos, c, n) {
+  const rows = new Array(n);
+  const { x, y } = pos, { a, b } = c;
+  for (let i = 0; i < n; i++) rows[i] = [x[i], y[i], a[i], b[i]];
+  return rows;
+}
+
+/** Whether two typed arrays view the same memory (trait getters make new views each call). */
+function sameArray(a, b) {
+  return a === b || (a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.length === b.length);
+}
+
+/** How many distinct non-negative labels the first n of `labels` hold (max label `top`). */
+function distinct(labels, n, top) {
+  if (top < 0) return 0;
+  if (top >= 1 << 24) return new Set(Array.from(labels.subarray(0, n)).filter((c) => c >= 0)).size;
+  const seen = new Uint8Array(top + 1);
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    const c = labels[i];
+    if (c >= 0 && !seen[c]) { seen[c] = 1; count++; }
+  }
+  return count;
+}
+
+/** Resolves in the next animation frame (or after 100 ms where frames do not run). */
+function nextFrame() {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 100);
+    requestAnimationFrame(() => { clearTimeout(timer); resolve(); });
+  });
 }
 
 /** The relevance (Summit's A, scaled per layer) of every neuron for class c. */
@@ -82,14 +121,60 @@ export async function renderScatter({ model, el, host, signal }) {
   el.appendChild(root);
   const setHeight = () => { root.style.height = model.get("height") > 0 ? `${model.get("height")}px` : ""; };
   setHeight();
+  // the notes and the toolbar take their room before the canvas size is read, so the layout does
+  // not change (and a million points are not drawn again) once the points are on screen
+  let shownNotes = null;
+  function showNotes() {
+    const texts = [...(model.get("notes") || [])];
+    if (!sheets) texts.push((data.get("notes") || {}).patches || "no example patches");
+    const key = JSON.stringify(texts);
+    if (key !== shownNotes) { shownNotes = key; fillNotes(notes, texts); }
+  }
+  const mode = () => model.get("mode");
+  let scatter = null;  // created below, once the layout is final
+  showNotes();
+  buildToolbar();
+
+  // ---- points ----------------------------------------------------------------------------
+  let pos = { x: new Float32Array(0), y: new Float32Array(0) };
+  let n = 0;
+
+  // Normalised positions of one set of positions and, for many points, their hover/lasso index:
+  // an empty index of the right size that the scatterplot uses at once, filled in place when the
+  // worker has built it (until then hover and lasso find nothing; `data-interactive` tells when
+  // they work). The first set is prepared before the scatterplot is created.
+  let prepared = null;
+  let drawnEntry = null;  // the prepared positions of the last finished draw
+  const pointer = { x: 0, y: 0, inside: false };  // the mouse over the canvas (client coordinates)
+  function prepare(p) {
+    const extent = mode() === "classes" ? 0.7 : 0.92;  // room for class labels
+    if (prepared && sameArray(prepared.xy, p.xy) && prepared.n === p.n && prepared.extent === extent) return prepared;
+    const norm = normalise(p.xy, p.n, extent);
+    const entry = { xy: p.xy, n: p.n, extent, pos: norm, index: null, filled: false, announced: false };
+    if (p.n >= WORKER_INDEX_MIN) {
+      entry.index = emptyKdIndex(p.n);
+      kdIndexInWorker(norm.x, norm.y, { signal }).then((built) => {
+        if (signal?.aborted) return;
+        fillKdIndex(entry.index, built || buildKdIndex(norm.x, norm.y));  // no worker: build here
+        entry.filled = true;
+        indexReady(entry);
+      }).catch((err) => console.error("notebookcarto scatter index:", err));
+    }
+    prepared = entry;
+    return entry;
+  }
+  const initial = positions();
+  if (initial) prepare(initial);
+
+  let size = [Math.max(wrap.clientWidth, 10), Math.max(wrap.clientHeight, 10)];
 
   // Very large projections: square points without alpha blending draw several times faster.
   const huge = index.count >= 500000;
-  const scatter = createScatterplot({
+  scatter = createScatterplot({
     canvas,
     performanceMode: huge,
-    width: Math.max(wrap.clientWidth, 10),
-    height: Math.max(wrap.clientHeight, 10),
+    width: size[0],
+    height: size[1],
     backgroundColor: "#ffffff",
     pointSize: model.get("point_size"),
     opacity: model.get("opacity"),
@@ -109,11 +194,6 @@ export async function renderScatter({ model, el, host, signal }) {
     syncEvents: true, // hover cards appear in the same task as the mouse move, not after a frame
   });
   root.dataset.points = "0";
-
-  // ---- points ----------------------------------------------------------------------------
-  const mode = () => model.get("mode");
-  let pos = { x: new Float32Array(0), y: new Float32Array(0) };
-  let n = 0;
 
   function positions() {
     if (mode() === "classes") {
@@ -147,14 +227,14 @@ export async function renderScatter({ model, el, host, signal }) {
       return { a, b, colorBy: "valueA", pointColor: [CATEGORICAL[0]], legend: null };
     }
     if (by === "cluster" && clusters.length === n) {
-      let count = 0;
-      const seen = new Set();
+      const k = CATEGORICAL.length;
+      let top = -1;
       for (let i = 0; i < n; i++) {
         const c = clusters[i];
-        a[i] = c >= 0 ? 1 + (c % CATEGORICAL.length) : 0;
-        if (c >= 0) seen.add(c);
+        a[i] = c >= 0 ? 1 + (c % k) : 0;
+        if (c > top) top = c;
       }
-      count = seen.size;
+      const count = distinct(clusters, n, top);
       return { a, b, colorBy: "valueA", pointColor: [NONE_COLOR, ...CATEGORICAL],
                legend: { kind: "text", items: [[CATEGORICAL[0], count === 1 ? "1 cluster" : `${count} clusters${count > CATEGORICAL.length ? " (colours repeat)" : ""}`], [NONE_COLOR, "not in a cluster"]] } };
     }
@@ -226,20 +306,26 @@ export async function renderScatter({ model, el, host, signal }) {
     return null;
   }
 
-  function applyFilter() {
-    const v = visible();
+  /** The filter's hint, overlay and counts for visible() `v` (the points follow separately). */
+  function showFilter(v) {
     hint.textContent = v && !v.points ? v.why : "";
     hint.style.display = v && !v.points ? "" : "none";
-    if (!v || !v.points) {  // no filter, or nothing chosen yet to filter by: show all
-      scatter.unfilter({ preventEvent: true });
-      overlay.style.display = "none";
-      root.dataset.visible = String(n);
-      return;
+    const shown = v && v.points ? v.points.length : n;
+    root.dataset.visible = String(shown);
+    overlay.style.display = v && v.points && !shown ? "" : "none";
+    overlay.textContent = v && v.points && !shown ? v.why : "";
+  }
+
+  function applyFilter() {
+    const v = visible();
+    showFilter(v);
+    // no filter, or nothing chosen yet to filter by: show all (unfiltering rebuilds the point
+    // index buffer and redraws, so only when something is filtered)
+    if (!v || !v.points) {
+      if (scatter.get("isPointsFiltered")) scatter.unfilter({ preventEvent: true });
+    } else {
+      scatter.filter(v.points, { preventEvent: true });
     }
-    scatter.filter(v.points, { preventEvent: true });
-    root.dataset.visible = String(v.points.length);
-    overlay.style.display = v.points.length ? "none" : "";
-    overlay.textContent = v.points.length ? "" : v.why;
   }
 
   // ---- selection and neighbours ----------------------------------------------------------
@@ -254,7 +340,7 @@ export async function renderScatter({ model, el, host, signal }) {
   function applySelection() {
     const pts = selectedPoints();
     if (pts.length) scatter.select(pts, { preventEvent: true });
-    else scatter.deselect({ preventEvent: true });
+    else if ((scatter.get("selectedPoints") || []).length) scatter.deselect({ preventEvent: true });
     updateNeighbours();
   }
 
@@ -342,9 +428,7 @@ export async function renderScatter({ model, el, host, signal }) {
   async function drawNow(transition) {
     if (signal?.aborted) return;
     const p = positions();
-    const texts = [...(model.get("notes") || [])];
-    if (!sheets) texts.push((data.get("notes") || {}).patches || "no example patches");
-    fillNotes(notes, texts);
+    showNotes();
     if (!p) {
       n = 0;
       await scatter.clear?.();
@@ -357,23 +441,38 @@ export async function renderScatter({ model, el, host, signal }) {
     const sameCount = p.n === n;
     n = p.n;
     performance.mark("nc:scatter-prepare");
-    pos = normalise(p.xy, n, mode() === "classes" ? 0.7 : 0.92);  // room for class labels
+    const ready = prepare(p);
+    pos = ready.pos;
     const c = colours();
+    // the filter and the selection go into the same draw: one frame of all points, not three
+    const v = visible();
+    const chosen = selectedPoints();
     performance.mark("nc:scatter-draw");
     const size = mode() === "classes" ? Math.max(10, model.get("point_size") * 3) : model.get("point_size");
     scatter.set({ colorBy: c.colorBy, pointColor: c.pointColor, pointSize: size,
                   opacity: mode() === "classes" ? 0.95 : model.get("opacity") });
+    // set() (here and when the scatterplot was created) asks for a redraw in its next animation
+    // frame; let that frame pass first, else the points are drawn twice (a redraw of all points
+    // right after the first frame)
+    await nextFrame();
+    if (signal?.aborted) return;
     clear(labels);
-    await scatter.draw({ x: pos.x, y: pos.y, valueA: c.a, valueB: c.b }, {
+    await scatter.draw(pointRows(pos, c, n), {
       transition: transition && sameCount, transitionDuration: 750,
       zDataType: "categorical", wDataType: "continuous",
+      spatialIndex: ready.index || undefined,  // else regl-scatterplot builds one before drawing
+      select: chosen.length ? chosen : undefined,
+      filter: v && v.points ? v.points : undefined,
     });
     performance.mark("nc:scatter-drawn");
+    drawnEntry = ready;
     drawLegend(c.legend);
     placeLabels();
-    applyFilter();
-    applySelection();
+    showFilter(v);
+    if (!chosen.length && (scatter.get("selectedPoints") || []).length) scatter.deselect({ preventEvent: true });
+    updateNeighbours();
     performance.mark("nc:scatter-linked");
+    if (!ready.index || ready.filled) interactive(ready);
     root.dataset.points = String(n);
     root.dataset.drawn = String(Number(root.dataset.drawn || 0) + 1);
     if (!root.dataset.firstFrame) {  // when the first drawn frame is on screen (for benchmarks)
@@ -386,13 +485,36 @@ export async function renderScatter({ model, el, host, signal }) {
     }
   }
 
+  // ---- the hover index arrives ----------------------------------------------------------
+  function indexReady(entry) {
+    if (entry !== prepared || entry !== drawnEntry) return;  // the draw still to finish says so
+    if (scatter.get("spatialIndex") !== entry.index) {
+      // this regl-scatterplot copied the index instead of viewing it: hand over the full one
+      redraw();
+      return;
+    }
+    interactive(entry);
+  }
+  /** Hover and lasso work for the drawn points from now: say so (for tests and benchmarks) and,
+   * if the index came after the points, hover what is under a mouse that waited over them. */
+  function interactive(entry) {
+    if (entry.announced) return;
+    entry.announced = true;
+    if (!root.dataset.interactive) root.dataset.interactive = performance.now().toFixed(1);
+    if (entry.index && pointer.inside) {
+      canvas.dispatchEvent(new MouseEvent("mousemove", { clientX: pointer.x, clientY: pointer.y, bubbles: true }));
+    }
+  }
+
   // ---- hover card ------------------------------------------------------------------------
   let mouse = [0, 0];
   wrap.addEventListener("mousemove", (event) => {
     const r = wrap.getBoundingClientRect();
     mouse = [event.clientX - r.left, event.clientY - r.top];
+    Object.assign(pointer, { x: event.clientX, y: event.clientY, inside: true });
     if (card.style.display !== "none") placeCard();
   });
+  wrap.addEventListener("mouseleave", () => { pointer.inside = false; });
   function placeCard() {
     const w = card.offsetWidth, hgt = card.offsetHeight;
     const W = wrap.clientWidth, H = wrap.clientHeight;
@@ -534,7 +656,6 @@ export async function renderScatter({ model, el, host, signal }) {
   }
 
   // ---- size ------------------------------------------------------------------------------
-  let size = [Math.max(wrap.clientWidth, 10), Math.max(wrap.clientHeight, 10)];
   const resize = new ResizeObserver(() => {
     const next = [Math.max(wrap.clientWidth, 10), Math.max(wrap.clientHeight, 10)];
     if (next[0] === size[0] && next[1] === size[1]) return;  // a redraw of 1M points is not free
@@ -551,9 +672,9 @@ export async function renderScatter({ model, el, host, signal }) {
     selected: () => Array.from(scatter.get("selectedPoints") || []),
     filtered: () => Array.from(scatter.get("filteredPoints") || []),
     neighbours: () => neighbours.slice(),
+    spatialIndex: () => scatter.get("spatialIndex"),  // the hover/lasso index (KDBush buffer)
   };
 
-  buildToolbar();
   applyTool();
   await redraw();
 
