@@ -300,11 +300,12 @@ class TopValues(Reducer):
             return self
         floor = self._floor[:, 0]
         if dim == 1 and values.ndim >= 3:
-            # maps (B, C, ...): only the (item, channel) maps whose maximum passes the floor
-            item, channel = (values.flatten(2).amax(2) > floor).nonzero(as_tuple=True)
-            maps = values[item, channel].flatten(1)
-            pair, position = (maps > floor[channel, None]).nonzero(as_tuple=True)
-            return self._add(channel[pair], maps[pair, position], count)
+            # maps (B, C, ...) read channel by channel: the values above the floor come out
+            # grouped by channel, counted per channel without sorting
+            per_channel = values.transpose(0, 1)
+            above = per_channel > floor.view(-1, *[1] * (values.ndim - 1))
+            per = above.flatten(1).sum(1)
+            return self._add_grouped(per, per_channel[above], count)
         shape = [1] * values.ndim
         shape[dim] = self.channels
         where = (values > floor.view(shape)).nonzero(as_tuple=True)
@@ -319,17 +320,20 @@ class TopValues(Reducer):
         return self._add(channel[keep], values[keep], count)
 
     def _add(self, channel: torch.Tensor, values: torch.Tensor, count: int):
+        channel, order = channel.sort()  # the order within a channel does not matter
+        per = torch.bincount(channel, minlength=self.channels)
+        return self._add_grouped(per, values[order], count)
+
+    def _add_grouped(self, per: torch.Tensor, values: torch.Tensor, count: int):
+        """Add ``values`` grouped by channel, ``per[c]`` of them for channel c."""
         self._count += int(count)
-        values = values.float()
         if len(values) == 0:
             return self
-        channel, order = channel.sort()  # the order within a channel does not matter
-        values = values[order]
-        per = torch.bincount(channel, minlength=self.channels)
+        channel = torch.repeat_interleave(torch.arange(self.channels, device=per.device), per)
         start = per.cumsum(0) - per
         slot = torch.arange(len(channel), device=channel.device) - start[channel]
         rows = torch.full((self.channels, int(per.max())), -torch.inf, device=self._device)
-        rows[channel, slot] = values
+        rows[channel, slot] = values.float()
         self._push(rows)
         return self
 
