@@ -340,6 +340,19 @@ def test_capture_on_output_callback_instead_of_storing():
     assert sorted(seen) == [("layer2.0", (2, 4, 5, 5)), ("stem", (2, 4, 5, 5))]
 
 
+def test_capture_copy_keeps_outputs_that_later_modules_change_in_place():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True))
+    x = torch.randn(2, 3, 8, 8)
+    expected = model[0](x).detach()
+    with Capture(model, ["0"]) as capture:
+        model(x)
+        assert capture.outputs["0"].min() >= 0  # the hazard: ReLU ran on the stored tensor
+    with Capture(model, ["0"], copy=True) as capture:
+        model(x)
+        assert torch.equal(capture.outputs["0"], expected) and expected.min() < 0
+
+
 def test_capture_eval_mode_inside_block_only():
     model = guard_model()
     with Capture(model, ["2"]):

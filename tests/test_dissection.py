@@ -371,3 +371,20 @@ def test_units_table_is_sortable_and_consistent(planted):
     assert isinstance(result.summary(), pd.DataFrame)
     with pytest.raises(KeyError, match="not dissected"):
         result.iou("pixels")
+
+
+def test_layer_changed_in_place_later_is_dissected_as_it_ran(planted):
+    """The dissected layer's output is changed in place by the next module (ReLU(inplace=True));
+    the counts are those of the output as the layer produced it."""
+    _, _, data = planted
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3, padding=1)
+    with torch.no_grad():
+        conv.bias.fill_(-5.0)  # outputs mostly negative: ReLU changes the top quantile
+    in_place = nn.Sequential(conv, nn.ReLU(inplace=True))
+    plain = nn.Sequential(conv, nn.ReLU())
+    got = dissect(in_place, data, ["0"], batch_size=40, progress=False)
+    want = dissect(plain, data, ["0"], batch_size=40, progress=False)
+    assert (want.thresholds["0"] < 0).any()  # negative thresholds: ReLU'd values would differ
+    assert np.array_equal(got.thresholds["0"], want.thresholds["0"])
+    assert np.array_equal(got.intersection["0"], want.intersection["0"])

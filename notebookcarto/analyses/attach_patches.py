@@ -216,7 +216,7 @@ def _heatmaps(atlas, model, dataset, rf, tops, size, fill, batch_size, progress)
     ids = sorted(needs)
     maps = {name: {} for name in map_layers}  # (c, r) -> (h, w) map
     device = model_device(model)
-    with Capture(model, map_layers) as capture, torch.inference_mode():
+    with Capture(model, map_layers, copy=True) as capture, torch.inference_mode():
         for s in tqdm(range(0, len(ids), batch_size), desc="heatmaps", disable=not progress):
             batch = ids[s:s + batch_size]
             x = torch.stack([_model_input(dataset[i]) for i in batch]).to(device)

@@ -296,7 +296,8 @@ def refine_clusters(atlas, model, dataset, candidates, *, sample: int = 100, row
         outputs[name] = as_channels(z, skip_tokens=skip)
 
     bar = tqdm(total=unique_images.numel(), desc="cluster refinement", disable=not progress)
-    with Capture(model, [names[k] for k in used_layers], on_output=keep), torch.inference_mode():
+    with Capture(model, [names[k] for k in used_layers], on_output=keep,
+                 copy=True), torch.inference_mode():
         for b0 in range(0, unique_images.numel(), batch_size):
             batch = unique_images[b0:b0 + batch_size]
             x = _images(dataset, batch.tolist()).to(device=device, dtype=torch.float32)

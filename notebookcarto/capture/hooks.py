@@ -55,7 +55,9 @@ class Capture:
 
     Each forward pass of the model fills ``capture.outputs`` (layer name -> output tensor), or,
     if ``on_output`` is given, calls ``on_output(name, output)`` instead of storing anything.
-    Outputs are detached unless ``detach=False``. Inside the block the model is in eval mode
+    Outputs are detached unless ``detach=False``. Read after the forward pass, an output may
+    have been changed in place by a later module (``ReLU(inplace=True)``, ``out += identity``):
+    ``copy=True`` hands on a copy taken when the layer ran. Inside the block the model is in eval mode
     (unless ``eval_mode=False``); on exit the model is exactly as before (see ``ModelGuard``),
     also when the block raises.
 
@@ -66,12 +68,12 @@ class Capture:
     """
 
     def __init__(self, model: nn.Module, layers, *, on_output: Callable | None = None,
-                 detach: bool = True, eval_mode: bool = True):
+                 detach: bool = True, eval_mode: bool = True, copy: bool = False):
         self.model = model
         self.modules = resolve_layers(model, layers)
         self.layers = list(self.modules)
         self.on_output = on_output
-        self.detach = detach
+        self.detach, self.copy = detach, copy
         self.eval_mode = eval_mode
         self.outputs: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = defaultdict(int)
@@ -131,6 +133,8 @@ class Capture:
             out = _first_tensor(name, output)
             if self.detach:
                 out = out.detach()
+            if self.copy:
+                out = out.clone()
             self._seen.add(name)
             if self.on_output is not None:
                 self.on_output(name, out)

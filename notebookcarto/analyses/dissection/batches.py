@@ -66,7 +66,7 @@ def forward(model, data, layers, batch_size, num_workers, progress, desc):
     device = model_device(model)
     outputs: dict[str, torch.Tensor] = {}
     total = math.ceil(len(data) / batch_size)
-    with Capture(model, layers, on_output=outputs.__setitem__), torch.inference_mode():
+    with Capture(model, layers, on_output=outputs.__setitem__, copy=True), torch.inference_mode():
         for groups in tqdm(_batches(data, batch_size, num_workers), total=total, desc=desc,
                            disable=not progress):
             for batch in groups:

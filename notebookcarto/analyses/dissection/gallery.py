@@ -41,7 +41,7 @@ def _overlays(model, data, result: Dissection, layer: str, pairs, darken, outlin
     wanted: dict[int, list[int]] = {}
     for c, i in pairs:
         wanted.setdefault(int(i), []).append(int(c))
-    with Capture(model, [layer], on_output=captured.__setitem__), torch.inference_mode():
+    with Capture(model, [layer], on_output=captured.__setitem__, copy=True), torch.inference_mode():
         for start in range(0, len(ids), 64):
             chunk = ids[start:start + 64]
             images = torch.stack([data.sample(i).image for i in chunk]).to(device)
