@@ -9,8 +9,8 @@ at 32x32. Models (untrained: the cost does not depend on the weights):
   activation it outputs, so the per-activation work of a dissection costs as much as its own
   convolutions there; it shows the worst case.
 
-For each model, in one process, alternating, the fastest of several rounds (the least
-disturbed by other processes on a shared machine):
+For each model, in one process, several rounds of (in turn) the following; each ratio is the
+median over the rounds of that round's time against the same round's forward pass:
 
 - forward: a bare forward pass over the images (inference mode, same batches);
 - dissect: the whole dissection, original method (pass 1: per-unit thresholds from the raw
@@ -88,14 +88,16 @@ def model_figures(name, model, layers, data, bs, rounds, device) -> dict[str, fl
     for _ in range(rounds):
         for key, fn in runs.items():
             times[key].append(timed(fn))
-    best = {k: min(v) for k, v in times.items()}
     units = sum(result.thresholds[n].size for n in layers)
     print(f"{name}: layers {layers}, {units} units, "
           f"{int(result.summary()['detectors'].sum())} detectors (untrained)")
-    for key, t in best.items():
-        print(f"{key:>13}: {t:7.3f} s  ({len(data) / t:8.0f} images/s; median "
-              f"{statistics.median(times[key]):.3f} s)")
-    return {k: t / best["forward"] for k, t in best.items()}
+    for key, t in times.items():
+        print(f"{key:>13}: best {min(t):7.3f} s, median {statistics.median(t):7.3f} s "
+              f"({len(data) / min(t):6.0f} images/s at best)")
+    # each round times everything back to back: the median of the rounds' ratios is the
+    # figure least disturbed by other load on a shared machine
+    return {k: statistics.median(a / f for a, f in zip(t, times["forward"]))
+            for k, t in times.items()}
 
 
 def main():
