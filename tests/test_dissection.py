@@ -155,17 +155,31 @@ def reference(model, data, layer, thresholds, method, quantile):
     return exact, inter, area, ground, iou
 
 
-@pytest.mark.parametrize("method, estimator, tally", [
-    ("original", "exact", "sparse"), ("original", "exact", "dense"), ("2020", "exact", "sparse"),
-    ("2020", "exact", "dense"), ("original", "sketch", "sparse"), ("2020", "sketch", "dense")])
-def test_iou_equals_bruteforce_reference(tmp_path, monkeypatch, method, estimator, tally):
+# one pass: the band guessed from the first batch holds (also from a single image), or misses
+# (a band of zero width) or outgrows cache_limit, and the layers are counted in a second pass;
+# two passes (cache_limit 0) count sparse (pixel by pixel) or dense (matrix products)
+@pytest.mark.parametrize("method, estimator, tally, batch_size, cache_limit, band, passes", [
+    ("original", "exact", "sparse", 5, 1 << 26, None, 1),
+    ("2020", "exact", "sparse", 5, 1 << 26, None, 1),
+    ("original", "sketch", "sparse", 5, 1 << 26, None, 1),
+    ("2020", "exact", "sparse", 1, 1 << 26, None, 1),
+    ("original", "exact", "sparse", 5, 1 << 26, (1.0, 1.0, 0.0), 2),
+    ("original", "exact", "sparse", 5, 50, None, 2),
+    ("original", "exact", "sparse", 4, 0, None, 2), ("original", "exact", "dense", 4, 0, None, 2),
+    ("2020", "exact", "dense", 4, 0, None, 2), ("2020", "sketch", "dense", 4, 0, None, 2)])
+def test_iou_equals_bruteforce_reference(tmp_path, monkeypatch, method, estimator, tally,
+                                         batch_size, cache_limit, band, passes):
     monkeypatch.setattr(dissection.counting, "SPARSE_DENSITY", 1.0 if tally == "sparse" else -1.0)
+    if band is not None:
+        monkeypatch.setattr(dissection.counting, "BAND", band)
     images, maps, textures = random_broden_arrays(n=10, size=16, seed=1)
     data = BrodenFolder(write_broden(tmp_path / "b", images, maps, textures), transform=to_dyadic)
     model = Dyadic()
     quantile = 0.2
     result = dissect(model, data, ["full", "pool2", "pool4"], method=method, quantile=quantile,
-                     estimator=estimator, batch_size=4, progress=False)
+                     estimator=estimator, batch_size=batch_size, cache_limit=cache_limit,
+                     progress=False)
+    assert result.params["passes"] == passes
     assert result.categories == ["color", "object", "texture"]
     for layer in ("full", "pool2", "pool4"):  # resampled down, kept, resampled up
         exact, inter, area, ground, iou = reference(model, data, layer,
@@ -176,7 +190,7 @@ def test_iou_equals_bruteforce_reference(tmp_path, monkeypatch, method, estimato
         assert np.array_equal(result.ground, ground)
         assert np.array_equal(result.iou(layer), iou), layer
         assert inter.sum() > 0 and (area[:, 1] < area[:, 0]).any()  # sparse objects matter
-    if (method, estimator, tally) != ("original", "exact", "sparse"):
+    if (method, estimator, tally, cache_limit) != ("original", "exact", "sparse", 0):
         return
     # the same numbers through worker processes and given thresholds
     again = dissect(model, data, ["pool4"], method=method, thresholds=result.thresholds,

@@ -12,25 +12,26 @@ concept whose pixels its high activations cover best:
    equal) and M_k = (map > T_k), strictly greater.
 3. Tallies over the data set: I[k, c] = pixels of M_k inside concept c (an image-level label
    covers the whole image), G[c] = pixels of c, A[k, g] = pixels of M_k in images that carry a
-   concept of category g. The intersections are batched matrix products of the boolean masks
-   (images x masks x positions) @ (images x positions x units) on the device; when few
-   positions fire (the usual case: a share ``quantile`` of them) the same integers come from
-   resampling only the maps whose maximum exceeds T_k (no other map can exceed it after
-   bilinear resampling) and counting their fired pixels per mask.
+   concept of category g. Only the maps whose raw maximum exceeds a level are resampled (no
+   other map can exceed it after bilinear resampling); their fired pixels are counted towards
+   the masks that hold them, or, when many positions fire, by matrix products of boolean masks.
+   The thresholds and the tallies come from one forward pass: pixels above a band around T_k,
+   guessed from the first batch, are counted at once and those inside it kept with their
+   values until T_k is known; a layer whose band misses T_k is counted in a second pass
+   (``counting``; exact either way).
 4. IoU[k, c] = I / (A[k, category(c)] + G - I). Per unit: the best concept of each category,
    then the best overall (ties: the earlier concept); a unit is a detector if its best IoU >
    ``iou_threshold`` (0.04). Per layer: detectors and unique concepts, also per category.
 
 Two methods: ``"original"`` (2017: quantile of the raw activations, 0.005) and ``"2020"``
 (Bau 2020, ``dissect``: quantile of the activations after resampling to the mask grid, 0.01).
-The second pass also keeps every unit's top images (by spatial maximum) for the gallery.
+The first pass also keeps every unit's top images (by spatial maximum) for the gallery.
 
 Guarantees: thresholds are exact (``TopValues``) or from a sketch whose rank error is measured
 (tests/test_quantile.py); values equal to the threshold are not in M_k (strictly greater: a
 unit whose top values tie at T_k leaves them out); A is counted separately for every category;
 an image-level label counts every pixel of the image at its mask resolution; a concept never
-present gets IoU 0 (no division by zero); counts are exact integers (products of booleans per
-image, summed in int64), and IoU equals a brute-force reference exactly
+present gets IoU 0 (no division by zero); counts are exact integers (summed in int64), and IoU equals a brute-force reference exactly
 (tests/test_dissection.py). Only layers with spatial maps (B, C, H, W) can be dissected.
 
 Results go into the Atlas with ``attach_dissection`` (section "dissection"; cluster names with

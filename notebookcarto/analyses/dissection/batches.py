@@ -104,20 +104,32 @@ class Concepts:
 
     @property
     def targets(self) -> int:
-        """Count columns: the K concepts (I), then the G categories (A)."""
+        """Count rows: the K concepts (I), then the G categories (A)."""
         return self.k + len(self.categories)
 
     def batch(self, batch: ConceptBatch, device):
-        """(masks (B, M + 1, P) bool whose last row is all True, mask concepts (B, M), labels
-        (B, L), pixels (B, M), carried categories (B, G + 1) float) for one batch, on the
-        device. The last row makes the intersection counts also count M_k's pixels."""
+        """(masks (B, M, P) bool, mask target (B, M) long, image target (B, R) long, ground (K,)
+        long) of one batch, on the device. A pixel p of image b in ``masks[b, m]`` counts
+        towards concept ``mask_target[b, m]``; every pixel of image b also counts towards each
+        ``image_target[b, r] >= 0``: its image-level labels and, for A, the categories it
+        carries (row K + g). ``ground`` is the batch's G."""
         masks = batch.masks.to(device, non_blocking=True).flatten(2)
+        b, p = masks.shape[0], masks.shape[2]
+        k, g = self.k, len(self.categories)
         concepts = self.remap[batch.mask_concepts.to(device)]
         labels = self.remap[batch.labels.to(device)]
         pixels = torch.count_nonzero(masks, dim=2)
-        carried_mask = torch.where(pixels > 0, self.category_of[concepts], len(self.categories))
-        carried = torch.zeros(masks.shape[0], len(self.categories) + 1, device=device)
-        carried.scatter_(1, carried_mask, 1.0)
-        carried.scatter_(1, self.category_of[labels], 1.0)
-        ones = torch.ones(masks.shape[0], 1, masks.shape[2], dtype=torch.bool, device=device)
-        return torch.cat([masks, ones], 1), concepts, labels, pixels, carried
+        shown = (pixels > 0) & (concepts < k)
+        carried = torch.zeros(b, g + 1, dtype=torch.bool, device=device)
+        carried.scatter_(1, torch.where(shown, self.category_of[concepts], g), True)
+        carried.scatter_(1, self.category_of[labels], True)
+        ground = torch.zeros(k + 1, dtype=torch.long, device=device)
+        ground.index_add_(0, concepts.flatten(), pixels.flatten())
+        ground.index_add_(0, labels.flatten(), torch.full((labels.numel(),), p, device=device))
+        used = shown.any(0)  # mask columns some image of the batch needs
+        masks, shown = masks[:, used], shown[:, used]
+        if not shown.all():  # an empty column or a concept not chosen: never counted
+            masks = masks & shown[:, :, None]
+        categories = torch.where(carried[:, :g], k + torch.arange(g, device=device), -1)
+        image_target = torch.cat([torch.where(labels < k, labels, -1), categories], 1)
+        return masks, concepts[:, used].clamp(max=k - 1), image_target, ground[:k]

@@ -1,5 +1,20 @@
-"""The two passes of a dissection: per-unit thresholds T_k, then the counts I, A, G and the
-top images of every unit."""
+"""The counting of a dissection: per-unit thresholds T_k, and the tallies I and A.
+
+A unit's *fired pixels* over a level v_k are the pixels of its maps, resampled to the mask grid,
+above v_k. Each counts once towards every concept mask that holds it and towards its image's
+labels and carried categories (``Concepts.batch``); over T they are M_k's pixels, and counting
+them gives I and A (``Tally``). Only the (image, unit) maps whose raw maximum exceeds the level
+are resampled: bilinear values are convex combinations of raw ones, so no other map can.
+
+T is known only once every image has been seen, so counting would need a second forward pass.
+``Search`` avoids it where it can: from the first batch it guesses a band of levels
+[low_k, high_k] per unit that T_k should fall in (``BAND``: the levels exceeded by about twice
+and half as many of that batch's values as T should be). Over the whole pass it counts the fired pixels
+above high_k at once and keeps those between low_k and high_k with their values. At the end,
+if every T_k lies in its band, I and A are exact: the counts above high plus the kept pixels
+above T. A layer whose band missed (or whose kept pixels outgrew ``cache_limit``) is counted in
+a second pass. The band is a guess about speed only; the counts never depend on it.
+"""
 
 from __future__ import annotations
 
@@ -7,174 +22,243 @@ import math
 
 import torch
 
-from ...capture import model_device
 from ...stats.quantile import QuantileSketch, TopValues
 from ...stats.reducers import LayerBatch, TopImages
-from .batches import CHUNK_ELEMENTS, chunks, forward, resample
+from .batches import CHUNK_ELEMENTS, chunks, resample
 
-NO_MASKS = ("the data set has no concept masks or image-level labels (for the chosen concepts): "
-            "dissection needs annotated images; check sample(i).masks / .labels")
-
-
-def thresholds_pass(model, data, layers, *, estimator, method, quantile, k, seed, chosen,
-                batch_size, num_workers, progress, exact_limit):
-    """Pass 1: one quantile estimator per layer; T = the (1 - quantile) quantile per unit.
-    Returns (thresholds, layers whose exact estimator was too small)."""
-    q = 1.0 - quantile
-    sketches: dict[str, QuantileSketch | TopValues] = {}
-    annotated = False
-    for batch, outputs in forward(model, data, layers, batch_size, num_workers, progress,
-                                   "dissection: thresholds"):
-        if not annotated:
-            concepts = chosen.remap[batch.mask_concepts.to(chosen.remap.device)]
-            labels = chosen.remap[batch.labels.to(chosen.remap.device)]
-            has_pixels = batch.masks.flatten(2).any(2).to(concepts.device)
-            annotated = bool(((concepts < chosen.k) & has_pixels).any()
-                             or (labels < chosen.k).any())
-        for i, name in enumerate(layers):
-            z = outputs[name]
-            if name not in sketches:
-                c = z.shape[1]
-                positions = (z.shape[2] * z.shape[3] if method == "original"
-                             else math.prod(batch.mask_shape))
-                t = TopValues.needed(len(data) * positions, q)
-                if estimator == "exact" or (estimator == "auto" and t * c <= exact_limit):
-                    sketches[name] = TopValues(c, t, device=z.device)
-                else:
-                    sketches[name] = QuantileSketch(c, k=k, device=z.device, seed=seed * 1000 + i)
-            estimate = sketches[name]
-            if method == "original":
-                estimate.update(z, dim=1)
-            elif isinstance(estimate, TopValues) and estimate.floor is not None:
-                _add_resampled_tail(estimate, z, batch.mask_shape)
-            else:
-                per_image = z.shape[1] * math.prod(batch.mask_shape)
-                for part in chunks(z.shape[0], per_image):
-                    estimate.update(resample(z[part], batch.mask_shape), dim=1)
-    if not annotated:
-        raise ValueError(NO_MASKS)
-    thresholds, failed = {}, []
-    for name, s in sketches.items():
-        if isinstance(s, TopValues) and TopValues.needed(s.count, q) > s.t:
-            failed.append(name)
-        else:
-            thresholds[name] = s.quantile(q)
-    return thresholds, failed
+SPARSE_DENSITY = 0.05  # share of raw positions above T up to which ``Tally`` counts pixel by pixel
+BAND = (2.0, 0.5, 3.0)  # the guessed band: levels exceeded by (2 m + 3 sqrt m) and (m / 2 - 3 sqrt m)
+# of a first batch's values, m = the values expected above T
 
 
-def _active_maps(z: torch.Tensor, floor: torch.Tensor, shape, maxima=None):
-    """Resampled maps of the (image, unit) pairs whose raw maximum exceeds ``floor`` (C,): no
-    other pair can exceed it after bilinear resampling (a convex combination of raw values).
-    Yields (images, units, resampled maps (H, W, n)) in chunks."""
-    maxima = z.amax((2, 3)) if maxima is None else maxima
-    image, unit = (maxima > floor).nonzero(as_tuple=True)
+def fired(z: torch.Tensor, level: torch.Tensor, shape, maxima: torch.Tensor):
+    """Pixels of the maps z (B, C, h, w), resampled to ``shape``, above ``level`` (C,); yields
+    chunks of (image, unit, pixel (flat index on the mask grid), value)."""
+    width, c = int(shape[1]), z.shape[1]
+    if tuple(z.shape[2:]) == tuple(shape):  # no resampling
+        image, unit, y, x = (z > level.view(1, c, 1, 1)).nonzero(as_tuple=True)
+        yield image, unit, y * width + x, z[image, unit, y, x]
+        return
+    image, unit = (maxima > level).nonzero(as_tuple=True)
+    if len(image) > maxima.numel() // 2:  # most maps: resample them all
+        for part in chunks(z.shape[0], c * math.prod(shape)):
+            up = resample(z[part], shape)
+            i, u, y, x = (up > level.view(1, c, 1, 1)).nonzero(as_tuple=True)
+            yield i + part.start, u, y * width + x, up[i, u, y, x]
+        return
     step = max(1, CHUNK_ELEMENTS // math.prod(shape))
     for s in range(0, len(image), step):
         i, u = image[s:s + step], unit[s:s + step]
         # the pairs as the channels of one image: channels-last resampling is fastest
-        up = resample(z[i, u].unsqueeze(0), shape)[0]  # (n, H, W)
-        yield i, u, up.permute(1, 2, 0)  # (H, W, n): contiguous when resampled
+        up = resample(z[i, u].unsqueeze(0), shape)[0].permute(1, 2, 0)  # (H, W, n)
+        y, x, pair = (up > level[u]).nonzero(as_tuple=True)
+        yield i[pair], u[pair], y * width + x, up[y, x, pair]
 
 
-def _add_resampled_tail(estimate: TopValues, z: torch.Tensor, shape):
+def spread(masks, mask_target, image, unit, pixel, channels: int):
+    """Count keys (concept * channels + unit) of fired pixels, one per concept mask holding
+    the pixel, and the index of the pixel behind each key."""
+    which, column = masks[image, :, pixel].nonzero(as_tuple=True)
+    return mask_target[image[which], column] * channels + unit[which], which
+
+
+class Counter:
+    """Fired pixels counted at once: (K + G, C) counts, per image rows added per batch."""
+
+    def __init__(self, targets: int, channels: int, device):
+        self.channels = channels
+        self.counts = torch.zeros(targets, channels, dtype=torch.long, device=device)
+
+    def add(self, masks, mask_target, image, unit, pixel, per_image: torch.Tensor):
+        keys, _ = spread(masks, mask_target, image, unit, pixel, self.channels)
+        self.counts.view(-1).add_(torch.bincount(keys, minlength=self.counts.numel()))
+        per_image += torch.bincount(image * self.channels + unit, minlength=per_image.numel())
+
+    def add_images(self, per_image: torch.Tensor, image_target: torch.Tensor):
+        """Add each image's fired pixels per unit (``per_image`` (B, C)) to the rows its labels
+        and carried categories name (``image_target`` (B, R), -1 for none)."""
+        rows, columns = (image_target >= 0).nonzero(as_tuple=True)
+        self.counts.index_add_(0, image_target[rows, columns], per_image[rows])
+
+
+def _top_images(top: TopImages | None, maxima, index):
+    if top is not None:  # positions are not kept
+        top.update(LayerBatch(maxima, torch.zeros_like(maxima, dtype=torch.long), index))
+
+
+class Tally:
+    """I and A of one layer for known thresholds (and its top images when ``top_n``)."""
+
+    def __init__(self, thresholds: torch.Tensor, targets: int, top_n: int | None = None):
+        self.t = thresholds
+        self.counter = Counter(targets, len(thresholds), thresholds.device)
+        self.top = TopImages(len(thresholds), top_n, device=self.t.device) if top_n else None
+
+    def update(self, z, shape, masks, mask_target, image_target, index):
+        t, counter = self.t, self.counter
+        c = len(t)
+        maxima = z.amax((2, 3)).float()
+        _top_images(self.top, maxima, index)
+        if int(torch.count_nonzero(z > t.view(1, c, 1, 1))) <= SPARSE_DENSITY * z.numel():
+            per_image = torch.zeros(z.shape[0] * c, dtype=torch.long, device=z.device)
+            for image, unit, pixel, _ in fired(z, t, shape, maxima):
+                counter.add(masks, mask_target, image, unit, pixel, per_image)
+            counter.add_images(per_image.view(-1, c), image_target)
+            return
+        for part in chunks(z.shape[0], c * math.prod(shape)):
+            on = (resample(z[part], shape) > t.view(1, -1, 1, 1)).flatten(2).float()  # (b, C, P)
+            # exact integer counts in float32 (P < 2**24): (b, M, P) @ (b, P, C)
+            both = torch.bmm(masks[part].float(), on.transpose(1, 2)).long()
+            counter.counts.index_add_(0, mask_target[part].flatten(), both.reshape(-1, c))
+            counter.add_images(on.sum(2).long(), image_target[part])
+
+    def result(self) -> torch.Tensor:
+        """(C, K + G) counts: I then A."""
+        return self.counter.counts.T
+
+
+class Band:
+    """The fired pixels between two levels, with their values: one key per concept mask
+    holding the pixel (concept * C + unit) and one per pixel for its image's labels and
+    categories (offset + image id * C + unit)."""
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, targets: int):
+        self.low, self.high = low, high
+        self.channels, self.targets = len(low), targets
+        self.offset = targets * self.channels
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.images: list[tuple[torch.Tensor, torch.Tensor]] = []  # (ids, image targets)
+        self.size = 0
+
+    def add(self, masks, mask_target, index, image, unit, pixel, value):
+        keys, which = spread(masks, mask_target, image, unit, pixel, self.channels)
+        self.keys += [keys, self.offset + index[image] * self.channels + unit]
+        self.values += [value[which].float(), value.float()]
+        self.size += len(keys) + len(unit)
+
+    def holds(self, t: torch.Tensor) -> bool:
+        """Whether every unit's T lies in its band (low <= T <= high): then the pixels above T
+        are those above high, counted at once, and the kept ones above T."""
+        return bool(((self.low <= t) & (t <= self.high)).all())
+
+    def counts(self, t: torch.Tensor) -> torch.Tensor:
+        """(K + G, C) counts of the kept pixels above ``t``."""
+        c = self.channels
+        counts = torch.zeros(self.targets, c, dtype=torch.long, device=t.device)
+        if not self.keys:
+            return counts
+        keys, values = torch.cat(self.keys), torch.cat(self.values)
+        keys = keys[values > t[keys % c]]
+        masked = keys < self.offset
+        counts.view(-1).add_(torch.bincount(keys[masked], minlength=self.offset))
+        pairs, per_pair = torch.unique(keys[~masked] - self.offset, return_counts=True)
+        if len(pairs):
+            ids = torch.cat([index for index, _ in self.images])
+            width = max(target.shape[1] for _, target in self.images)
+            table = torch.full((int(ids.max()) + 1, width), -1, dtype=torch.long,
+                               device=t.device)
+            for index, target in self.images:
+                table[index, :target.shape[1]] = target
+            columns = table[pairs // c]  # (pairs, R)
+            row, column = (columns >= 0).nonzero(as_tuple=True)
+            counts.view(-1).index_add_(0, columns[row, column] * c + pairs[row] % c,
+                                       per_pair[row])
+        return counts
+
+
+class Search:
+    """Pass 1 for one layer: the quantile estimator, the top images and, while its band holds
+    at most ``cache_limit`` pixels, the counts (see the module docstring)."""
+
+    def __init__(self, estimate, method: str, quantile: float, targets: int, top_n: int,
+                 cache_limit: int):
+        self.estimate, self.method, self.quantile = estimate, method, quantile
+        self.targets, self.cache_limit = targets, cache_limit
+        self.top = TopImages(estimate.channels, top_n, device=estimate.device)
+        self.band: Band | None = None
+        self.counter: Counter | None = None
+        self.guessed = False
+
+    def update(self, z, shape, masks, mask_target, image_target, index):
+        maxima = z.amax((2, 3)).float()
+        _top_images(self.top, maxima, index)
+        estimate = self.estimate
+        if self.method == "original":
+            estimate.update(z, dim=1)
+        elif isinstance(estimate, TopValues) and estimate.floor is not None:
+            _add_resampled_tail(estimate, z, shape, maxima)
+        else:
+            for part in chunks(z.shape[0], z.shape[1] * math.prod(shape)):
+                estimate.update(resample(z[part], shape), dim=1)
+        if not self.guessed:
+            self.guessed = True
+            if self.cache_limit > 0:
+                low, high = self._guess(z, shape)
+                self.band = Band(low, high, self.targets)
+                self.counter = Counter(self.targets, len(low), z.device)
+        if self.band is not None:
+            self._count(z, shape, masks, mask_target, image_target, index, maxima)
+
+    def _guess(self, z, shape):
+        """The band's levels from this batch's values (BAND): wide enough for the batch's
+        sampling noise and for batches that differ in content."""
+        values = z if self.method == "original" else resample(z, shape)
+        values = values.transpose(0, 1).flatten(1).float()  # (C, n)
+        n = values.shape[1]
+        m = self.quantile * n
+        noise = BAND[2] * math.sqrt(m)
+        deepest = min(n, max(1, math.ceil(BAND[0] * m + noise)))
+        ordered = values.topk(deepest, dim=1).values
+        low = ordered[:, -1]
+        rank = math.floor(BAND[1] * m - noise)
+        high = ordered[:, rank - 1] if rank >= 1 else torch.full_like(low, math.inf)
+        return low, high
+
+    def _count(self, z, shape, masks, mask_target, image_target, index, maxima):
+        band, counter = self.band, self.counter
+        c = z.shape[1]
+        per_image = torch.zeros(z.shape[0] * c, dtype=torch.long, device=z.device)
+        for image, unit, pixel, value in fired(z, band.low, shape, maxima):
+            over = value > band.high[unit]
+            counter.add(masks, mask_target, image[over], unit[over], pixel[over], per_image)
+            inside = ~over
+            band.add(masks, mask_target, index, image[inside], unit[inside], pixel[inside],
+                     value[inside])
+        counter.add_images(per_image.view(-1, c), image_target)
+        band.images.append((index, image_target))
+        if band.size > self.cache_limit:
+            self.band = self.counter = None  # too many: counted in a second pass
+
+    def thresholds(self) -> torch.Tensor | None:
+        """T per unit, or None when the exact estimator saw more positions than planned."""
+        estimate, q = self.estimate, 1.0 - self.quantile
+        if isinstance(estimate, TopValues) and TopValues.needed(estimate.count, q) > estimate.t:
+            return None
+        return estimate.quantile(q)
+
+    def counts(self, t: torch.Tensor) -> torch.Tensor | None:
+        """(C, K + G) counts for thresholds ``t``, or None when the band missed some T."""
+        if self.band is None or not self.band.holds(t):
+            return None
+        return (self.counter.counts + self.band.counts(t)).T
+
+
+def _add_resampled_tail(estimate: TopValues, z: torch.Tensor, shape, maxima):
     """2020 method, exact estimator: add the resampled values above the floor."""
     floor = estimate.floor
-    channels, values = [], []
-    for _, unit, up in _active_maps(z, floor, shape):
-        above = up > floor[unit]
-        channels.append(unit[above.nonzero()[:, 2]])
-        values.append(up[above])
-    if channels:
-        estimate.add(torch.cat(channels), torch.cat(values), z.shape[0] * math.prod(shape))
-    else:
-        estimate.add(floor.new_zeros(0, dtype=torch.long), floor.new_zeros(0),
-                     z.shape[0] * math.prod(shape))
+    units, values = [floor.new_zeros(0, dtype=torch.long)], [floor.new_zeros(0)]
+    for _, unit, _, value in fired(z, floor, shape, maxima):
+        units.append(unit)
+        values.append(value)
+    estimate.add(torch.cat(units), torch.cat(values), z.shape[0] * math.prod(shape))
 
 
-SPARSE_DENSITY = 0.05  # share of raw positions above threshold up to which the tally goes sparse
-
-
-def _tally_dense(z, t, shape, masks, part):
-    """(b, M + 1, C) counts for images ``part``: every resampled map, thresholded, times the
-    masks (a matrix product of booleans; the last mask row, all True, counts M_k's pixels)."""
-    fired = (resample(z[part], shape) > t.view(1, -1, 1, 1)).flatten(2)  # (b, C, P)
-    # exact integer counts in float32 (P < 2**24)
-    return torch.bmm(masks[part].float(), fired.transpose(1, 2).float()).long()
-
-
-def _tally_sparse(z, t, shape, pixel_masks, maxima):
-    """The same (B, M + 1, C) counts from the fired pixels only: resample the maps of active
-    (image, unit) pairs, threshold, and look up which masks hold each fired pixel
-    (``pixel_masks``: (B, P, M + 1) bool, the masks pixel by pixel)."""
-    b, c = z.shape[:2]
-    rows = pixel_masks.shape[2]
-    out = torch.zeros(b * rows * c, dtype=torch.long, device=z.device)
-    width = shape[1]
-    for image, unit, up in _active_maps(z, t, shape, maxima):
-        y, x, pair = (up > t[unit]).nonzero(as_tuple=True)
-        if len(pair) == 0:
-            continue
-        i, u = image[pair], unit[pair]
-        fired, row = pixel_masks[i, y * width + x].nonzero(as_tuple=True)
-        out += torch.bincount((i[fired] * rows + row) * c + u[fired], minlength=out.numel())
-    return out.view(b, rows, c)
-
-
-def tally_pass(model, data, layers, thresholds, chosen, top_n, batch_size, num_workers, progress):
-    """Pass 2: I, A, G and the top images of every unit."""
-    device = model_device(model)
-    k, g = chosen.k, len(chosen.categories)
-    inter: dict[str, torch.Tensor] = {}
-    area: dict[str, torch.Tensor] = {}
-    top: dict[str, TopImages] = {}
-    ground = torch.zeros(k + 1, dtype=torch.long, device=device)
-    for batch, outputs in forward(model, data, layers, batch_size, num_workers, progress,
-                                   "dissection: IoU"):
-        masks, concepts, labels, pixels, carried = chosen.batch(batch, device)
-        positions = math.prod(batch.mask_shape)
-        ground.index_add_(0, concepts.flatten(), pixels.flatten())
-        ground.index_add_(0, labels.flatten(),
-                          torch.full((labels.numel(),), positions, dtype=torch.long,
-                                     device=device))
-        index = batch.index.to(device)
-        pixel_masks = None
-        for name in layers:
-            z = outputs[name]
-            c = z.shape[1]
-            if name not in inter:
-                t = thresholds[name]
-                if t.shape != (c,):
-                    raise ValueError(f"layer {name!r} has {c} units but {tuple(t.shape)} "
-                                     "thresholds were given")
-                thresholds[name] = t.to(device=device, dtype=torch.float32)
-                inter[name] = torch.zeros(k + 1, c, dtype=torch.long, device=device)
-                area[name] = torch.zeros(g + 1, c, dtype=torch.float64, device=device)
-                top[name] = TopImages(c, top_n, device=device)
-            maxima = z.amax((2, 3)).float()
-            top[name].update(LayerBatch(maxima, torch.zeros_like(maxima, dtype=torch.long),
-                                        index))  # positions are not kept
-            t = thresholds[name]
-            raw_share = int(torch.count_nonzero(z > t.view(1, c, 1, 1))) / z.numel()
-            if raw_share <= SPARSE_DENSITY:
-                if pixel_masks is None:
-                    pixel_masks = masks.transpose(1, 2).contiguous()
-                parts = [(slice(None), _tally_sparse(z, t, batch.mask_shape, pixel_masks,
-                                                     maxima))]
-            else:
-                parts = [(part, _tally_dense(z, t, batch.mask_shape, masks, part))
-                         for part in chunks(z.shape[0], c * positions)]
-            for part, both in parts:
-                counts = both[:, -1]  # pixels of M_k per image
-                inter[name].index_add_(0, concepts[part].flatten(), both[:, :-1].reshape(-1, c))
-                lab = labels[part]
-                inter[name].index_add_(0, lab.flatten(), counts.unsqueeze(1).expand(
-                    -1, lab.shape[1], -1).reshape(-1, c))
-                area[name] += carried[part].double().T @ counts.double()
-    return {
-        "intersection": {n: v[:k].T.cpu().numpy() for n, v in inter.items()},
-        "area": {n: v[:g].T.round().long().cpu().numpy() for n, v in area.items()},
-        "ground": ground[:k].cpu().numpy(),
-        "top_images": {n: r.index.cpu().numpy() for n, r in top.items()},
-        "top_values": {n: r.values.cpu().numpy() for n, r in top.items()},
-    }
-
+def estimator(kind: str, channels: int, n_values: int, q: float, *, k: int, seed: int,
+              exact_limit: int, device):
+    """The exact top values when they fit (``kind`` "exact", or "auto" within
+    ``exact_limit`` values), else a KLL-style sketch."""
+    t = TopValues.needed(n_values, q)
+    if kind == "exact" or (kind == "auto" and t * channels <= exact_limit):
+        return TopValues(channels, t, device=device)
+    return QuantileSketch(channels, k=k, device=device, seed=seed)

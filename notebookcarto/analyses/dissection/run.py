@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 
 from ...capture import mappable_layers, model_device
 from ...datasets.concept_data import ConceptData
-from .batches import Concepts
-from .counting import NO_MASKS, thresholds_pass, tally_pass
+from .batches import Concepts, forward
+from .counting import Search, Tally, estimator as make_estimator
 from .result import Dissection
 
 METHODS = {"original": 0.005, "2020": 0.01}
@@ -18,7 +20,8 @@ METHODS = {"original": 0.005, "2020": 0.01}
 def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "original",
             quantile: float | None = None, iou_threshold: float = 0.04, concepts=None,
             thresholds: dict | None = None, estimator: str = "auto", k: int = 8192,
-            exact_limit: int = 1 << 26, batch_size: int = 64, top_n: int = 10,
+            exact_limit: int = 1 << 26, cache_limit: int = 1 << 26, batch_size: int = 64,
+            top_n: int = 10,
             num_workers: int = 0, seed: int = 0, progress: bool = True) -> Dissection:
     """Network Dissection of ``layers`` (default: ``mappable_layers(model)``) over ``data``.
 
@@ -38,6 +41,9 @@ def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "
             positions), "auto" is exact when a layer needs at most ``exact_limit`` values.
         k: capacity of the quantile sketch.
         exact_limit: the most values per layer the exact estimator may hold under "auto".
+        cache_limit: the most fired pixels per layer kept (12 bytes each) from the band
+            around T that lets one forward pass give thresholds and counts together (see
+            ``counting``); a layer that needs more is counted in a second pass; 0: always two.
         batch_size, num_workers: how images are loaded (workers run ``data.load_batch``).
         top_n: top images kept per unit (for galleries).
         seed: seed of the sketch's sampling.
@@ -69,40 +75,100 @@ def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "
     layers = [layers] if isinstance(layers, str) else list(layers)
     if estimator not in ("auto", "exact", "sketch"):
         raise ValueError(f"estimator must be 'auto', 'exact' or 'sketch', got {estimator!r}")
-    chosen = Concepts(data, concepts, model_device(model))
+    device = model_device(model)
+    chosen = Concepts(data, concepts, device)
     params = dict(method=method, quantile=float(quantile), iou_threshold=float(iou_threshold),
                   estimator=estimator if thresholds is None else "given", k=k, seed=seed,
                   batch_size=batch_size, top_n=top_n, n_images=len(data))
-
+    feed = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
+    passes = 1
     if thresholds is None:
-        pass_one = dict(method=method, quantile=quantile, k=k, seed=seed, chosen=chosen,
-                        batch_size=batch_size, num_workers=num_workers, progress=progress,
-                        exact_limit=exact_limit)
-        thresholds, failed = thresholds_pass(model, data, layers, estimator=estimator, **pass_one)
+        def search(kind, cache):
+            def make(name, z, mask_shape):
+                positions = math.prod(z.shape[2:] if method == "original" else mask_shape)
+                estimate = make_estimator(kind, z.shape[1], len(data) * positions,
+                                          1.0 - quantile, k=k,
+                                          seed=seed * 1000 + layers.index(name),
+                                          exact_limit=exact_limit, device=z.device)
+                return Search(estimate, method, quantile, chosen.targets, top_n, cache)
+            return make
+
+        states, ground = _pass(model, data, layers, chosen, search(estimator, cache_limit),
+                               desc="dissection", **feed)
+        found = {name: s.thresholds() for name, s in states.items()}
+        failed = [name for name, t in found.items() if t is None]
         if failed:  # images of several sizes made the stream longer than planned
             if estimator == "exact":
                 raise ValueError(f"layers {failed} saw more positions than len(data) times those "
                                  "of the first batch (images of several sizes?): use "
                                  "estimator='sketch'")
-            thresholds.update(thresholds_pass(model, data, failed, estimator="sketch",
-                                              **pass_one)[0])
+            again, _ = _pass(model, data, failed, chosen, search("sketch", 0),
+                             desc="dissection: thresholds", **feed)
+            found.update({name: s.thresholds() for name, s in again.items()})
+            passes += 1
+        counts = {name: s.counts(found[name]) for name, s in states.items()}
     else:
-        thresholds = _given_thresholds(thresholds, layers)
-    tally = tally_pass(model, data, layers, thresholds, chosen, top_n, batch_size, num_workers,
-                       progress)
-    if int(tally["ground"].sum()) == 0:
-        raise ValueError(NO_MASKS)
+        found = _given_thresholds(thresholds, layers, device)
+        states, ground = _pass(model, data, layers, chosen,
+                               lambda name, z, _: Tally(_checked(found, name, z),
+                                                        chosen.targets, top_n),
+                               desc="dissection", **feed)
+        counts = {name: s.result() for name, s in states.items()}
+    rest = [name for name in layers if counts[name] is None]
+    if rest:
+        again, _ = _pass(model, data, rest, chosen,
+                         lambda name, z, _: Tally(found[name], chosen.targets),
+                         desc="dissection: IoU", **feed)
+        counts.update({name: s.result() for name, s in again.items()})
+        passes += 1
+    params["passes"] = passes
+    k_ = chosen.k
     return Dissection(
         layers=layers, concepts=chosen.names, concept_categories=chosen.concept_categories,
         categories=chosen.categories,
-        thresholds={n: t.cpu().numpy().astype(np.float32) for n, t in thresholds.items()},
-        intersection=tally["intersection"], area=tally["area"], ground=tally["ground"],
-        top_images=tally["top_images"], top_values=tally["top_values"], params=params)
+        thresholds={n: found[n].cpu().numpy().astype(np.float32) for n in layers},
+        intersection={n: counts[n][:, :k_].cpu().numpy() for n in layers},
+        area={n: counts[n][:, k_:].cpu().numpy() for n in layers},
+        ground=ground.cpu().numpy(),
+        top_images={n: states[n].top.index.cpu().numpy() for n in layers},
+        top_values={n: states[n].top.values.cpu().numpy() for n in layers}, params=params)
 
 
-def _given_thresholds(thresholds: dict, layers) -> dict[str, torch.Tensor]:
+def _pass(model, data, layers, chosen, make_counter, *, desc, batch_size, num_workers, progress):
+    """One forward pass over ``data``; ``make_counter(name, z, mask_shape)`` builds each
+    layer's ``Search`` or ``Tally`` at its first batch. Returns (counters, G)."""
+    device = model_device(model)
+    counters = {}
+    ground = torch.zeros(chosen.k, dtype=torch.long, device=device)
+    for batch, outputs in forward(model, data, layers, batch_size, num_workers, progress, desc):
+        masks, mask_target, image_target, batch_ground = chosen.batch(batch, device)
+        ground += batch_ground
+        index = batch.index.to(device)
+        for name in layers:
+            z = outputs[name]
+            if name not in counters:
+                counters[name] = make_counter(name, z, batch.mask_shape)
+            counters[name].update(z, batch.mask_shape, masks, mask_target, image_target, index)
+    if int(ground.sum()) == 0:
+        raise ValueError(NO_MASKS)
+    return counters, ground
+
+
+NO_MASKS = ("the data set has no concept masks or image-level labels (for the chosen concepts): "
+            "dissection needs annotated images; check sample(i).masks / .labels")
+
+
+def _given_thresholds(thresholds: dict, layers, device) -> dict[str, torch.Tensor]:
     missing = [n for n in layers if n not in thresholds]
     if missing:
         raise KeyError(f"thresholds given for {sorted(thresholds)} but not for {missing}")
-    return {n: torch.as_tensor(np.asarray(thresholds[n], dtype=np.float32)) for n in layers}
+    return {n: torch.as_tensor(np.asarray(thresholds[n], dtype=np.float32)).to(device)
+            for n in layers}
 
+
+def _checked(found: dict, name: str, z: torch.Tensor) -> torch.Tensor:
+    t = found[name]
+    if t.shape != (z.shape[1],):
+        raise ValueError(f"layer {name!r} has {z.shape[1]} units but {tuple(t.shape)} "
+                         "thresholds were given")
+    return t
