@@ -13,16 +13,17 @@ For each model, in one process, several rounds of (in turn) the following; each 
 median over the rounds of that round's time against the same round's forward pass:
 
 - forward: a bare forward pass over the images (inference mode, same batches);
-- dissect: the whole dissection, original method (pass 1: per-unit thresholds from the raw
-  activations, exact top values under the default estimator="auto"; pass 2: resample,
-  threshold, intersection counts, top images);
-- tally: pass 2 alone (thresholds given);
+- dissect: the whole dissection, original method: per-unit thresholds from the raw activations
+  (exact top values under the default estimator="auto") and, in the same forward pass, the
+  counts above and inside the band guessed around them; a second pass only for layers whose
+  band misses (the number of passes is printed);
+- tally: counting alone, with the thresholds given (one pass);
 - dissect_2020: the whole 2020 variant (thresholds from the resampled activations).
 
 Then the sketch alone: throughput (values per second) over 10^7 values per channel and its rank
 error against the exact quantiles (max over quantiles 0.5 .. 0.999, as a share of positions).
-Uses CUDA when available. The dissection makes two forward passes (thresholds, then IoU), so
-``ratio`` cannot go below 2; ``ratio_tally`` is the IoU pass alone.
+Uses CUDA when available. On the playground CNN, counting costs more than its forward pass, so
+there ``cache_limit=0`` (two passes) would be a little faster.
 
 Run from the repo root:  .venv/bin/python benchmarks/bench_dissect.py [--images 2000] [--rounds 5]
 Last line: ratio=... ratio_tally=... ratio_2020=... ratio_small_cnn=... quantile_rank_error=...
@@ -90,7 +91,8 @@ def model_figures(name, model, layers, data, bs, rounds, device) -> dict[str, fl
             times[key].append(timed(fn))
     units = sum(result.thresholds[n].size for n in layers)
     print(f"{name}: layers {layers}, {units} units, "
-          f"{int(result.summary()['detectors'].sum())} detectors (untrained)")
+          f"{int(result.summary()['detectors'].sum())} detectors (untrained), "
+          f"{result.params['passes']} forward pass(es)")
     for key, t in times.items():
         print(f"{key:>13}: best {min(t):7.3f} s, median {statistics.median(t):7.3f} s "
               f"({len(data) / min(t):6.0f} images/s at best)")
