@@ -20,7 +20,7 @@ METHODS = {"original": 0.005, "2020": 0.01}
 def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "original",
             quantile: float | None = None, iou_threshold: float = 0.04, concepts=None,
             thresholds: dict | None = None, estimator: str = "auto", k: int = 8192,
-            exact_limit: int = 1 << 26, cache_limit: int = 1 << 26, batch_size: int = 64,
+            exact_limit: int = 1 << 26, cache_limit: int = 1 << 25, batch_size: int = 64,
             top_n: int = 10,
             num_workers: int = 0, seed: int = 0, progress: bool = True) -> Dissection:
     """Network Dissection of ``layers`` (default: ``mappable_layers(model)``) over ``data``.
@@ -41,9 +41,11 @@ def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "
             positions), "auto" is exact when a layer needs at most ``exact_limit`` values.
         k: capacity of the quantile sketch.
         exact_limit: the most values per layer the exact estimator may hold under "auto".
-        cache_limit: the most fired pixels per layer kept (12 bytes each) from the band
-            around T that lets one forward pass give thresholds and counts together (see
-            ``counting``); a layer that needs more is counted in a second pass; 0: always two.
+        cache_limit: the most fired pixels kept per layer (12 bytes each: 400 MB at 2**25)
+            from the band around T that lets one forward pass give the thresholds and the
+            counts (see ``counting``); a layer that needs more is counted in a second pass; 0
+            always takes two passes (faster for tiny models, whose forward costs less than
+            the counting).
         batch_size, num_workers: how images are loaded (workers run ``data.load_batch``).
         top_n: top images kept per unit (for galleries).
         seed: seed of the sketch's sampling.
