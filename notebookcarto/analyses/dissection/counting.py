@@ -183,11 +183,11 @@ class Search:
     def update(self, z, shape, masks, mask_target, image_target, index):
         maxima = z.amax((2, 3)).float()
         _top_images(self.top, maxima, index)
-        estimate = self.estimate
+        estimate, tail = self.estimate, None
         if self.method == "original":
             estimate.update(z, dim=1)
         elif isinstance(estimate, TopValues) and estimate.floor is not None:
-            _add_resampled_tail(estimate, z, shape, maxima)
+            tail = estimate.floor  # 2020: the resampled values above it, added in _count
         else:
             for part in chunks(z.shape[0], z.shape[1] * math.prod(shape)):
                 estimate.update(resample(z[part], shape), dim=1)
@@ -197,8 +197,8 @@ class Search:
                 low, high = self._guess(z, shape)
                 self.band = Band(low, high, self.targets)
                 self.counter = Counter(self.targets, len(low), z.device)
-        if self.band is not None:
-            self._count(z, shape, masks, mask_target, image_target, index, maxima)
+        if self.band is not None or tail is not None:
+            self._count(z, shape, masks, mask_target, image_target, index, maxima, tail)
 
     def _guess(self, z, shape):
         """The band's levels from this batch's values (BAND): wide enough for the batch's
@@ -215,16 +215,36 @@ class Search:
         high = ordered[:, rank - 1] if rank >= 1 else torch.full_like(low, math.inf)
         return low, high
 
-    def _count(self, z, shape, masks, mask_target, image_target, index, maxima):
+    def _count(self, z, shape, masks, mask_target, image_target, index, maxima, tail):
+        """Count and keep the fired pixels over the band; with ``tail`` (2020 method, exact
+        estimator) also add the resampled values above it to the estimator, from the same
+        resampled maps."""
         band, counter = self.band, self.counter
         c = z.shape[1]
+        if band is None:
+            level = tail
+        elif tail is None:
+            level = band.low
+        else:
+            level = torch.minimum(tail, band.low)
         per_image = torch.zeros(z.shape[0] * c, dtype=torch.long, device=z.device)
-        for image, unit, pixel, value in fired(z, band.low, shape, maxima):
+        units, values = [level.new_zeros(0, dtype=torch.long)], [level.new_zeros(0)]
+        for image, unit, pixel, value in fired(z, level, shape, maxima):
+            if tail is not None:
+                keep = value > tail[unit]
+                units.append(unit[keep])
+                values.append(value[keep])
+            if band is None:
+                continue
             over = value > band.high[unit]
             counter.add(masks, mask_target, image[over], unit[over], pixel[over], per_image)
-            inside = ~over
+            inside = ~over & (value > band.low[unit])
             band.add(masks, mask_target, index, image[inside], unit[inside], pixel[inside],
                      value[inside])
+        if tail is not None:
+            self.estimate.add(torch.cat(units), torch.cat(values), z.shape[0] * math.prod(shape))
+        if band is None:
+            return
         counter.add_images(per_image.view(-1, c), image_target)
         band.images.append((index, image_target))
         if band.size > self.cache_limit:
@@ -242,16 +262,6 @@ class Search:
         if self.band is None or not self.band.holds(t):
             return None
         return (self.counter.counts + self.band.counts(t)).T
-
-
-def _add_resampled_tail(estimate: TopValues, z: torch.Tensor, shape, maxima):
-    """2020 method, exact estimator: add the resampled values above the floor."""
-    floor = estimate.floor
-    units, values = [floor.new_zeros(0, dtype=torch.long)], [floor.new_zeros(0)]
-    for _, unit, _, value in fired(z, floor, shape, maxima):
-        units.append(unit)
-        values.append(value)
-    estimate.add(torch.cat(units), torch.cat(values), z.shape[0] * math.prod(shape))
 
 
 def estimator(kind: str, channels: int, n_values: int, q: float, *, k: int, seed: int,
