@@ -31,8 +31,9 @@ Guarantees: thresholds are exact (``TopValues``) or from a sketch whose rank err
 (tests/test_quantile.py); values equal to the threshold are not in M_k (strictly greater: a
 unit whose top values tie at T_k leaves them out); A is counted separately for every category;
 an image-level label counts every pixel of the image at its mask resolution; a concept never
-present gets IoU 0 (no division by zero); counts are exact integers (summed in int64), and IoU equals a brute-force reference exactly
-(tests/test_dissection.py). Only layers with spatial maps (B, C, H, W) can be dissected.
+present gets IoU 0 (no division by zero); counts are exact integers (summed in int64), and IoU
+equals a brute-force reference exactly, in one pass or two (tests/test_dissection.py). Only
+layers with spatial maps (B, C, H, W) can be dissected.
 
 Results go into the Atlas with ``attach_dissection`` (section "dissection"; cluster names with
 ``label_clusters``), a plotly chart of the summary with ``summary_figure`` and galleries of top

@@ -9,11 +9,12 @@ are resampled: bilinear values are convex combinations of raw ones, so no other 
 T is known only once every image has been seen, so counting would need a second forward pass.
 ``Search`` avoids it where it can: from the first batch it guesses a band of levels
 [low_k, high_k] per unit that T_k should fall in (``BAND``: the levels exceeded by about twice
-and half as many of that batch's values as T should be). Over the whole pass it counts the fired pixels
-above high_k at once and keeps those between low_k and high_k with their values. At the end,
-if every T_k lies in its band, I and A are exact: the counts above high plus the kept pixels
-above T. A layer whose band missed (or whose kept pixels outgrew ``cache_limit``) is counted in
-a second pass. The band is a guess about speed only; the counts never depend on it.
+and half as many of that batch's values as T should be). Over the whole pass it counts the
+fired pixels above high_k at once and keeps those between low_k and high_k with their values.
+At the end, if every T_k lies in its band, I and A are exact: the counts above high plus the
+kept pixels above T. A layer whose band missed (or whose kept pixels outgrew ``cache_limit``)
+is counted in a second pass. The band is a guess about speed only; the counts never depend
+on it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from ...stats.reducers import LayerBatch, TopImages
 from .batches import CHUNK_ELEMENTS, chunks, resample
 
 SPARSE_DENSITY = 0.05  # share of raw positions above T up to which ``Tally`` counts pixel by pixel
-BAND = (2.0, 0.5, 3.0)  # the guessed band: levels exceeded by (2 m + 3 sqrt m) and (m / 2 - 3 sqrt m)
-# of a first batch's values, m = the values expected above T
+# the guessed band: the levels exceeded by 2 m + 3 sqrt(m) and by m / 2 - 3 sqrt(m) of the first
+# batch's values, m being how many of them T should exceed
+BAND = (2.0, 0.5, 3.0)
 
 
 def fired(z: torch.Tensor, level: torch.Tensor, shape, maxima: torch.Tensor):
