@@ -1,8 +1,20 @@
-"""Small builders shared by several test files (imported as ``from helpers import ...``)."""
+"""Builders shared by the test files (imported as ``from helpers import ...``): model-free
+atlases, small playground atlases with every section, Broden-layout folders, the browser."""
 
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from notebookcarto import ActivationStats, Atlas
+from notebookcarto.analyses import attach_patches
+from notebookcarto.datasets import ConceptPlayground
+from notebookcarto.models import PlaygroundCNN
 
 
 def atlas_from_aggregation(aggregation: dict, prefix: str = "class ") -> Atlas:
@@ -15,3 +27,210 @@ def atlas_from_aggregation(aggregation: dict, prefix: str = "class ") -> Atlas:
         stats.add_layer(name, a.shape[1], (1, 1))
         stats.layers[name].aggregation.counts[:] = torch.as_tensor(a)
     return Atlas(stats, class_names=[f"{prefix}{i}" for i in range(k)])
+
+
+# ---- small playground atlases for the views -----------------------------------------------
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def small_atlas(n: int = 240, seed: int = 1, class_names=None, trained=None, layers=None):
+    """A playground atlas of an (untrained unless given) PlaygroundCNN, with patches."""
+    data = ConceptPlayground(n=n, size=32, seed=seed)
+    images, labels = data.tensors(progress=False)
+    if trained is None:
+        torch.manual_seed(0)
+        trained = PlaygroundCNN(num_classes=len(data.classes), width=8).eval()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
+                                         batch_size=120)
+    atlas = Atlas.build(trained, loader, layers, class_names=class_names or data.classes,
+                        top_n=12, progress=False)
+    attach_patches(atlas, trained, data, k=9, size=24, progress=False)
+    return atlas, trained, data
+
+
+class HostileCNN(PlaygroundCNN):
+    """A PlaygroundCNN whose first block is registered under a hostile module name (user data
+    that must never be run as HTML)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._modules[XSS] = self._modules.pop("block1")
+
+    def forward(self, x):
+        x = self._modules[XSS](x - 0.5)
+        x = self.block4(self.block3(self.block2(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def hostile_atlas(class_names=None):
+    torch.manual_seed(0)
+    model = HostileCNN(num_classes=8, width=8).eval()
+    return small_atlas(class_names=class_names, trained=model,
+                       layers=[XSS, "block2", "block3", "block4"])
+
+
+def fake_sections(atlas, *, seed: int = 0, xss: bool = False) -> None:
+    """Add well-formed stand-ins for the clusters, embedding, influence, attribution graph,
+    cluster graph, class embedding and dissection sections (docs/atlas-sections.md)."""
+    rng = np.random.default_rng(seed)
+    ids = atlas.neuron_ids
+    n, layers, names = len(ids), atlas.layers, atlas.class_names
+    k = len(names)
+    layer_of = np.array([atlas.parse_neuron(i)[0] for i in ids])
+    cluster = np.full(n, -1, dtype=np.int64)
+    label = 0
+    for name in layers:
+        members = np.flatnonzero(layer_of == name)
+        for start in range(0, len(members) - 2, 3):
+            cluster[members[start:start + 3]] = label
+            label += 1
+    atlas.sections["clusters"] = {"meta": {"params": {"fake": True}, "neuron_columns": ["cluster"]},
+                                  "arrays": {"cluster": cluster}}
+    centres = rng.normal(size=(label + 1, 2)) * 4
+    xy = centres[np.where(cluster >= 0, cluster, label)] + rng.normal(size=(n, 2)) * 0.4
+    snaps = np.stack([xy * f + rng.normal(size=(n, 2)) * (1 - f) * 3 for f in (0.2, 0.6)])
+    vectors = np.concatenate([xy, rng.normal(size=(n, 6)) * 0.1], axis=1).astype(np.float32)
+    atlas.sections["embedding"] = {
+        "meta": {"params": {"fake": True}, "epochs": [1, 3]},
+        "arrays": {"vectors": vectors, "xy": xy.astype(np.float32),
+                   "snapshot_vectors": np.stack([vectors, vectors]),
+                   "snapshot_xy": snaps.astype(np.float32)}}
+    pairs = [[a, b] for a, b in zip(layers[:-1], layers[1:])]
+    counts = {}
+    for a, b in pairs:
+        ca, cb = atlas.stats.layers[a].channels, atlas.stats.layers[b].channels
+        counts[f"counts/{b}|{a}"] = rng.integers(0, 20, size=(k, cb, ca)).astype(np.int64)
+    atlas.sections["influence"] = {"meta": {"pairs": pairs, "estimator": "fake", "k": 5},
+                                   "arrays": counts}
+    graphs, cgraphs = {}, {}
+    for c, cname in enumerate(names):
+        nodes, edges, cnodes, cedges = [], [], [], []
+        kept = {}
+        for li, name in enumerate(layers):
+            top = atlas.top_neurons(c, name, n=4).index.tolist() or [f"{name}:0"]
+            kept[name] = top
+            for j, nid in enumerate(top):
+                nodes.append({"id": nid, "layer": name, "count": float(40 - 7 * j + li),
+                              "pagerank": 0.05, "x": (j + 0.5) / len(top), "y": float(li),
+                              "members": [nid], "top_inputs": kept[layers[li - 1]][:3] if li else []})
+            clusters_here = sorted({int(cluster[ids.index(t)]) for t in top} - {-1})
+            for cl in clusters_here:
+                members = [ids[i] for i in np.flatnonzero(cluster == cl)]
+                cnodes.append({"id": f"cluster:{cl}", "layer": name, "count": 30.0, "pagerank": 0.1,
+                               "x": 0.5, "y": float(li), "members": members, "top_inputs": []})
+        for a, b in pairs:
+            for s in kept[a]:
+                for t in kept[b]:
+                    edges.append({"source": s, "target": t, "weight": float(rng.integers(1, 60))})
+        by_layer = {}
+        for node in cnodes:
+            by_layer.setdefault(node["layer"], []).append(node["id"])
+        for a, b in pairs:
+            for s in by_layer.get(a, []):
+                for t in by_layer.get(b, []):
+                    cedges.append({"source": s, "target": t, "weight": float(rng.uniform(0.5, 5))})
+        graphs[cname] = {"class": cname, "layers": layers, "nodes": nodes, "edges": edges}
+        cgraphs[cname] = {"class": cname, "layers": layers, "nodes": cnodes, "edges": cedges}
+    atlas.sections["attribution_graphs"] = {"meta": {"graphs": graphs}, "arrays": {}}
+    atlas.sections["cluster_graphs"] = {"meta": {"graphs": cgraphs}, "arrays": {}}
+    atlas.sections["class_embedding"] = {
+        "meta": {"layers": layers},
+        "arrays": {"xy": rng.normal(size=(len(layers), k, 2)).astype(np.float32)}}
+    concepts = np.array(["red", "sky", "stripes", "", XSS if xss else "grass"])
+    concept = concepts[rng.integers(0, len(concepts), size=n)]
+    atlas.sections["dissection"] = {
+        "meta": {"params": {}, "concepts": sorted(set(concepts) - {""}), "categories": ["colour"],
+                 "summary": {}, "neuron_columns": ["concept", "category", "iou"]},
+        "arrays": {"concept": concept, "category": np.where(concept == "", "", "colour"),
+                   "iou": rng.uniform(0, 0.3, size=n)}}
+
+
+# ---- Broden-layout folders -------------------------------------------------------------------
+
+# label number, name, category field as in Broden's label.csv
+LABELS = [(1, "red", "color(9)"), (2, "green", "color(7);object(2)"), (300, "deep", "color(3)"),
+          (4, "box", "object(5)"), (5, "disc", "color(1);object(6)"),
+          (6, "striped", "texture(4)"), (7, "dotted", "texture(3)")]
+PIXEL = {"color": [1, 2, 300], "object": [4, 5]}
+IMAGE_LEVEL = {"texture": [6, 7]}
+
+
+def write_broden(root, images, label_maps, image_labels, labels=LABELS, splits=None):
+    """Write a Broden-layout folder: images (N, H, W, 3) uint8; label_maps {category: (N, h, w)
+    int label numbers, an all-zero map leaves the cell empty}; image_labels {category: [[numbers]
+    per image]}; labels [(number, name, category field)]."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    n = len(images)
+    sh, sw = next(iter(label_maps.values())).shape[1:]
+    columns = ["image", "split", "ih", "iw", "sh", "sw", *label_maps, *image_labels]
+    with open(root / "index.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(columns)
+        for i in range(n):
+            name = f"img{i}.png"
+            Image.fromarray(images[i]).save(root / "images" / name)
+            row = [name, (splits or ["train"] * n)[i], images.shape[1], images.shape[2], sh, sw]
+            for category, maps in label_maps.items():
+                if not maps[i].any():
+                    row.append("")
+                    continue
+                rgb = np.zeros((sh, sw, 3), dtype=np.uint8)
+                rgb[..., 0], rgb[..., 1] = maps[i] % 256, maps[i] // 256
+                mask_name = f"img{i}_{category}.png"
+                Image.fromarray(rgb).save(root / "images" / mask_name)
+                row.append(mask_name)
+            for category, numbers in image_labels.items():
+                row.append(";".join(str(v) for v in numbers[i]))
+            out.writerow(row)
+    with open(root / "label.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["number", "name", "category", "frequency", "coverage", "syns"])
+        out.writerow([0, "-", "", 0, 0, ""])
+        for number, name, category in labels:
+            out.writerow([number, name, category, 1, 0.1, ""])
+    return root
+
+
+def random_broden_arrays(n=10, size=16, seed=0):
+    """Random images (multiples of 32, so /256 is exact), rectangles of colour and object
+    labels at half resolution (some images without object masks) and texture labels."""
+    rng = np.random.default_rng(seed)
+    images = (rng.integers(0, 8, size=(n, size, size, 3)) * 32).astype(np.uint8)
+    h = size // 2
+    maps = {c: np.zeros((n, h, h), dtype=np.int64) for c in PIXEL}
+    for category, numbers in PIXEL.items():
+        for i in range(n):
+            if category == "object" and i % 3 == 2:
+                continue  # sparse annotation: no object labels in this image
+            for number in rng.permutation(numbers)[: rng.integers(1, len(numbers) + 1)]:
+                y, x = rng.integers(0, h - 2, size=2)
+                dy, dx = rng.integers(2, h // 2 + 2, size=2)
+                maps[category][i, y:y + dy, x:x + dx] = number
+    textures = [list(rng.permutation(IMAGE_LEVEL["texture"])[: i % 3]) for i in range(n)]
+    return images, maps, {"texture": textures}
+
+
+# ---- the browser -----------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("NOTEBOOKCARTO_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--enable-unsafe-swiftshader"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TIMEOUT = 60_000
+
+
+def launch(playwright):
+    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium "
+                    "(or set NOTEBOOKCARTO_CHROMIUM)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def shared_cache(tmp_path_factory) -> Path:
+    """One folder per test session for the trained playground CNN (used by the JupyterLab test
+    too), so the quickstart model is trained once."""
+    folder = tmp_path_factory.getbasetemp() / "notebookcarto-cache"
+    folder.mkdir(exist_ok=True)
+    return folder

@@ -6,7 +6,7 @@ import torch
 
 from notebookcarto import Atlas
 from notebookcarto.datasets import ConceptPlayground
-from notebookcarto.models import planted_model
+from notebookcarto.testing import planted_model
 
 
 @pytest.fixture(scope="module")

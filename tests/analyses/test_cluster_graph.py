@@ -10,7 +10,7 @@ import pytest
 from notebookcarto import Atlas
 from notebookcarto.analyses.cluster_graph import cluster_graph, cluster_graphs
 from notebookcarto.analyses.clustering import cluster_neurons
-from notebookcarto.models.planted_copies import planted_copies_atlas
+from notebookcarto.testing.planted_copies import planted_copies_atlas
 
 
 @pytest.fixture(scope="module")

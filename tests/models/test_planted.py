@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.datasets.playground import BACKGROUNDS, CLASS_TEMPLATES, PALETTE, PALETTE_DARK
-from notebookcarto.models import PlantedNet, planted_model
+from notebookcarto.testing import PlantedNet, planted_model
 
 
 @pytest.fixture(scope="module")

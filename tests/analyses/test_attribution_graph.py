@@ -15,7 +15,7 @@ from notebookcarto.analyses.attribution_graph import (add_attribution_graphs, at
                                                       graph_frames)
 from notebookcarto.analyses.influence import add_influence
 from notebookcarto.datasets import ConceptPlayground
-from notebookcarto.models.circuit import circuit_model
+from notebookcarto.testing.circuit import circuit_model
 
 from helpers import atlas_from_aggregation
 

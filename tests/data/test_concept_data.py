@@ -1,77 +1,12 @@
-import csv
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from helpers import IMAGE_LEVEL, LABELS, PIXEL, random_broden_arrays, write_broden
 from notebookcarto.datasets import Concept, ConceptPlayground
 from notebookcarto.datasets.concept_data import (BrodenFolder, ConceptData, ConceptSample,
                                                  ConceptTensors, PlaygroundConcepts,
                                                  check_sample, decode_broden_mask)
-
-# label number, name, category field as in Broden's label.csv
-LABELS = [(1, "red", "color(9)"), (2, "green", "color(7);object(2)"), (300, "deep", "color(3)"),
-          (4, "box", "object(5)"), (5, "disc", "color(1);object(6)"),
-          (6, "striped", "texture(4)"), (7, "dotted", "texture(3)")]
-PIXEL = {"color": [1, 2, 300], "object": [4, 5]}
-IMAGE_LEVEL = {"texture": [6, 7]}
-
-
-def write_broden(root, images, label_maps, image_labels, labels=LABELS, splits=None):
-    """Write a Broden-layout folder: images (N, H, W, 3) uint8; label_maps {category: (N, h, w)
-    int label numbers, an all-zero map leaves the cell empty}; image_labels {category: [[numbers]
-    per image]}; labels [(number, name, category field)]."""
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    n = len(images)
-    sh, sw = next(iter(label_maps.values())).shape[1:]
-    columns = ["image", "split", "ih", "iw", "sh", "sw", *label_maps, *image_labels]
-    with open(root / "index.csv", "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(columns)
-        for i in range(n):
-            name = f"img{i}.png"
-            Image.fromarray(images[i]).save(root / "images" / name)
-            row = [name, (splits or ["train"] * n)[i], images.shape[1], images.shape[2], sh, sw]
-            for category, maps in label_maps.items():
-                if not maps[i].any():
-                    row.append("")
-                    continue
-                rgb = np.zeros((sh, sw, 3), dtype=np.uint8)
-                rgb[..., 0], rgb[..., 1] = maps[i] % 256, maps[i] // 256
-                mask_name = f"img{i}_{category}.png"
-                Image.fromarray(rgb).save(root / "images" / mask_name)
-                row.append(mask_name)
-            for category, numbers in image_labels.items():
-                row.append(";".join(str(v) for v in numbers[i]))
-            out.writerow(row)
-    with open(root / "label.csv", "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["number", "name", "category", "frequency", "coverage", "syns"])
-        out.writerow([0, "-", "", 0, 0, ""])
-        for number, name, category in labels:
-            out.writerow([number, name, category, 1, 0.1, ""])
-    return root
-
-
-def random_broden_arrays(n=10, size=16, seed=0):
-    """Random images (multiples of 32, so /256 is exact), rectangles of colour and object
-    labels at half resolution (some images without object masks) and texture labels."""
-    rng = np.random.default_rng(seed)
-    images = (rng.integers(0, 8, size=(n, size, size, 3)) * 32).astype(np.uint8)
-    h = size // 2
-    maps = {c: np.zeros((n, h, h), dtype=np.int64) for c in PIXEL}
-    for category, numbers in PIXEL.items():
-        for i in range(n):
-            if category == "object" and i % 3 == 2:
-                continue  # sparse annotation: no object labels in this image
-            for number in rng.permutation(numbers)[: rng.integers(1, len(numbers) + 1)]:
-                y, x = rng.integers(0, h - 2, size=2)
-                dy, dx = rng.integers(2, h // 2 + 2, size=2)
-                maps[category][i, y:y + dy, x:x + dx] = number
-    textures = [list(rng.permutation(IMAGE_LEVEL["texture"])[: i % 3]) for i in range(n)]
-    return images, maps, {"texture": textures}
-
 
 @pytest.fixture
 def broden(tmp_path):

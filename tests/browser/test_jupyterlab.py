@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARTIFACTS, launch
-from test_examples import shared_cache
+from helpers import ARTIFACTS, launch, shared_cache
 
 pytest.importorskip("playwright.sync_api")
 jupyter_client = pytest.importorskip("jupyter_client")
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 240_000
 
 

@@ -10,7 +10,7 @@ channel 1 is relu(0.8 * blue), the distractor's own unit; the rest are weak fill
 fillers. The logit of the class "red circle + purple cross" reads only the AND channel, so the
 blue distractor has no path to that class, although blue objects do appear in its images.
 
-Red and blue use the exact detectors of ``notebookcarto.models.planted``; the purple detector's
+Red and blue use the exact detectors of ``notebookcarto.testing.planted``; the purple detector's
 weights were found the same way (a small linear program over the playground's exact palette and
 background colour boxes; the tests check its margins).
 """

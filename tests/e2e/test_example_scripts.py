@@ -6,7 +6,7 @@ from pathlib import Path
 
 from notebookcarto import Atlas
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_map_resnet20_example(shared, tmp_path):

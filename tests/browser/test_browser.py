@@ -16,25 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_views import XSS, fake_sections, hostile_atlas, small_atlas
+from helpers import ARTIFACTS, XSS, fake_sections, hostile_atlas, launch, small_atlas
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import sync_playwright  # noqa: E402
-
-CHROMIUM = os.environ.get("NOTEBOOKCARTO_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--enable-unsafe-swiftshader"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-TIMEOUT = 60_000
-
-
-def launch(playwright):
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium "
-                    "(or set NOTEBOOKCARTO_CHROMIUM)")
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

@@ -16,7 +16,8 @@ from notebookcarto.analyses.influence import (InfluenceStats, add_influence, col
                                               conv_influence, gradient_influence,
                                               influence_counts)
 from notebookcarto.capture import LayerError
-from notebookcarto.models import PlaygroundCNN, planted_model, resnet20
+from notebookcarto.models import PlaygroundCNN, resnet20
+from notebookcarto.testing import planted_model
 from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.stats.influence import InfluenceCounts
 

@@ -1,8 +1,7 @@
 """Python side of the views: data they send, the shared selection, the offline export.
 
-``fake_sections`` writes well-formed stand-ins of every section the other analyses will write
-(from docs/atlas-sections.md), so the views are tested with full data before those exist; the
-browser tests reuse it.
+``helpers.fake_sections`` writes well-formed stand-ins of every section the analyses write, so
+the views are tested with full data quickly; the browser tests reuse it.
 """
 
 from __future__ import annotations
@@ -17,125 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import XSS, fake_sections, small_atlas
 from notebookcarto import Atlas
 from notebookcarto.analyses import attach_patches
 from notebookcarto.datasets import ConceptPlayground
-from notebookcarto.models import PlaygroundCNN, planted_model
-
-XSS = "<img src=x onerror=alert(1)>"
-
-
-def small_atlas(n: int = 240, seed: int = 1, class_names=None, trained=None, layers=None):
-    """A playground atlas of an (untrained unless given) PlaygroundCNN, with patches."""
-    data = ConceptPlayground(n=n, size=32, seed=seed)
-    images, labels = data.tensors(progress=False)
-    if trained is None:
-        torch.manual_seed(0)
-        trained = PlaygroundCNN(num_classes=len(data.classes), width=8).eval()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
-                                         batch_size=120)
-    atlas = Atlas.build(trained, loader, layers, class_names=class_names or data.classes,
-                        top_n=12, progress=False)
-    attach_patches(atlas, trained, data, k=9, size=24, progress=False)
-    return atlas, trained, data
-
-
-class HostileCNN(PlaygroundCNN):
-    """A PlaygroundCNN whose first block is registered under a hostile module name (user data
-    that must never be run as HTML)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._modules[XSS] = self._modules.pop("block1")
-
-    def forward(self, x):
-        x = self._modules[XSS](x - 0.5)
-        x = self.block4(self.block3(self.block2(x)))
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-
-def hostile_atlas(class_names=None):
-    torch.manual_seed(0)
-    model = HostileCNN(num_classes=8, width=8).eval()
-    return small_atlas(class_names=class_names, trained=model,
-                       layers=[XSS, "block2", "block3", "block4"])
-
-
-def fake_sections(atlas, *, seed: int = 0, xss: bool = False) -> None:
-    """Add well-formed stand-ins for the clusters, embedding, influence, attribution graph,
-    cluster graph, class embedding and dissection sections (docs/atlas-sections.md)."""
-    rng = np.random.default_rng(seed)
-    ids = atlas.neuron_ids
-    n, layers, names = len(ids), atlas.layers, atlas.class_names
-    k = len(names)
-    layer_of = np.array([atlas.parse_neuron(i)[0] for i in ids])
-    cluster = np.full(n, -1, dtype=np.int64)
-    label = 0
-    for name in layers:
-        members = np.flatnonzero(layer_of == name)
-        for start in range(0, len(members) - 2, 3):
-            cluster[members[start:start + 3]] = label
-            label += 1
-    atlas.sections["clusters"] = {"meta": {"params": {"fake": True}, "neuron_columns": ["cluster"]},
-                                  "arrays": {"cluster": cluster}}
-    centres = rng.normal(size=(label + 1, 2)) * 4
-    xy = centres[np.where(cluster >= 0, cluster, label)] + rng.normal(size=(n, 2)) * 0.4
-    snaps = np.stack([xy * f + rng.normal(size=(n, 2)) * (1 - f) * 3 for f in (0.2, 0.6)])
-    vectors = np.concatenate([xy, rng.normal(size=(n, 6)) * 0.1], axis=1).astype(np.float32)
-    atlas.sections["embedding"] = {
-        "meta": {"params": {"fake": True}, "epochs": [1, 3]},
-        "arrays": {"vectors": vectors, "xy": xy.astype(np.float32),
-                   "snapshot_vectors": np.stack([vectors, vectors]),
-                   "snapshot_xy": snaps.astype(np.float32)}}
-    pairs = [[a, b] for a, b in zip(layers[:-1], layers[1:])]
-    counts = {}
-    for a, b in pairs:
-        ca, cb = atlas.stats.layers[a].channels, atlas.stats.layers[b].channels
-        counts[f"counts/{b}|{a}"] = rng.integers(0, 20, size=(k, cb, ca)).astype(np.int64)
-    atlas.sections["influence"] = {"meta": {"pairs": pairs, "estimator": "fake", "k": 5},
-                                   "arrays": counts}
-    graphs, cgraphs = {}, {}
-    for c, cname in enumerate(names):
-        nodes, edges, cnodes, cedges = [], [], [], []
-        kept = {}
-        for li, name in enumerate(layers):
-            top = atlas.top_neurons(c, name, n=4).index.tolist() or [f"{name}:0"]
-            kept[name] = top
-            for j, nid in enumerate(top):
-                nodes.append({"id": nid, "layer": name, "count": float(40 - 7 * j + li),
-                              "pagerank": 0.05, "x": (j + 0.5) / len(top), "y": float(li),
-                              "members": [nid], "top_inputs": kept[layers[li - 1]][:3] if li else []})
-            clusters_here = sorted({int(cluster[ids.index(t)]) for t in top} - {-1})
-            for cl in clusters_here:
-                members = [ids[i] for i in np.flatnonzero(cluster == cl)]
-                cnodes.append({"id": f"cluster:{cl}", "layer": name, "count": 30.0, "pagerank": 0.1,
-                               "x": 0.5, "y": float(li), "members": members, "top_inputs": []})
-        for a, b in pairs:
-            for s in kept[a]:
-                for t in kept[b]:
-                    edges.append({"source": s, "target": t, "weight": float(rng.integers(1, 60))})
-        by_layer = {}
-        for node in cnodes:
-            by_layer.setdefault(node["layer"], []).append(node["id"])
-        for a, b in pairs:
-            for s in by_layer.get(a, []):
-                for t in by_layer.get(b, []):
-                    cedges.append({"source": s, "target": t, "weight": float(rng.uniform(0.5, 5))})
-        graphs[cname] = {"class": cname, "layers": layers, "nodes": nodes, "edges": edges}
-        cgraphs[cname] = {"class": cname, "layers": layers, "nodes": cnodes, "edges": cedges}
-    atlas.sections["attribution_graphs"] = {"meta": {"graphs": graphs}, "arrays": {}}
-    atlas.sections["cluster_graphs"] = {"meta": {"graphs": cgraphs}, "arrays": {}}
-    atlas.sections["class_embedding"] = {
-        "meta": {"layers": layers},
-        "arrays": {"xy": rng.normal(size=(len(layers), k, 2)).astype(np.float32)}}
-    concepts = np.array(["red", "sky", "stripes", "", XSS if xss else "grass"])
-    concept = concepts[rng.integers(0, len(concepts), size=n)]
-    atlas.sections["dissection"] = {
-        "meta": {"params": {}, "concepts": sorted(set(concepts) - {""}), "categories": ["colour"],
-                 "summary": {}, "neuron_columns": ["concept", "category", "iou"]},
-        "arrays": {"concept": concept, "category": np.where(concept == "", "", "colour"),
-                   "iou": rng.uniform(0, 0.3, size=n)}}
-
+from notebookcarto.testing import planted_model
 
 # ---- attach_patches ------------------------------------------------------------------------
 

@@ -9,15 +9,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def shared_cache(tmp_path_factory) -> Path:
-    """One folder per test session for the trained playground CNN (used by the JupyterLab test
-    too), so the quickstart model is trained once."""
-    folder = tmp_path_factory.getbasetemp() / "notebookcarto-cache"
-    folder.mkdir(exist_ok=True)
-    return folder
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def run(name: str, tmp_path, timeout: int = 600):

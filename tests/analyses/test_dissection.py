@@ -13,8 +13,8 @@ from notebookcarto.datasets import Concept, ConceptPlayground
 from notebookcarto.datasets.concept_data import (BrodenFolder, ConceptData, ConceptSample,
                                                  ConceptTensors, PlaygroundConcepts)
 from notebookcarto.models import evaluate
-from notebookcarto.models.planted_dissect import CORNERS, planted_dissect_model
-from test_concept_data import random_broden_arrays, write_broden
+from notebookcarto.testing.planted_dissect import CORNERS, planted_dissect_model
+from helpers import random_broden_arrays, write_broden
 
 GROUND_TRUTH_QUANTILE = 0.1  # above every planted colour's coverage (2-5% of the pixels)
 

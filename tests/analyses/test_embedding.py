@@ -10,7 +10,7 @@ import torch
 from notebookcarto import Atlas
 from notebookcarto.analyses.embedding import (embed_neurons, epoch_pairs, load_embedding,
                                               sentences_from_sets, sgns_step, train_sgns)
-from notebookcarto.models.planted_copies import planted_copies_atlas
+from notebookcarto.testing.planted_copies import planted_copies_atlas
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from notebookcarto.analyses.clustering import cluster_neurons, cluster_table, lo
 from notebookcarto.analyses.minhash import (collision_table, exact_jaccard_pairs, lsh_clusters,
                                             minhash_signatures, s_curve, s_curve_figure,
                                             s_curve_threshold, synthetic_top_sets)
-from notebookcarto.models.planted_copies import planted_copies_atlas
+from notebookcarto.testing.planted_copies import planted_copies_atlas
 
 
 @pytest.fixture(scope="module")
