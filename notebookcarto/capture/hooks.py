@@ -50,59 +50,105 @@ def _first_tensor(name: str, output) -> torch.Tensor:
     return output
 
 
+class StopForward(Exception):
+    """Raise inside a ``Capture`` callback to end the forward pass early (``Capture.forward``
+    then returns None): once a pass has all it needs, the rest of the model need not run."""
+
+
 class Capture:
     """Hook the chosen layers of a model for the duration of a ``with`` block.
 
     Each forward pass of the model fills ``capture.outputs`` (layer name -> output tensor), or,
-    if ``on_output`` is given, calls ``on_output(name, output)`` instead of storing anything.
-    Outputs are detached unless ``detach=False``. Read after the forward pass, an output may
-    have been changed in place by a later module (``ReLU(inplace=True)``, ``out += identity``):
-    ``copy=True`` hands on a copy taken when the layer ran. Inside the block the model is in eval mode
-    (unless ``eval_mode=False``); on exit the model is exactly as before (see ``ModelGuard``),
-    also when the block raises.
+    if ``on_output`` is given, calls ``on_output(name, output)`` instead of storing anything; a
+    tensor it returns replaces the layer's output in the rest of the forward pass (e.g. to add a
+    zero that requires grad). Outputs are detached unless ``detach=False``. Read after the forward
+    pass, an output may have been changed in place by a later module (``ReLU(inplace=True)``,
+    ``out += identity``): ``copy=True`` hands on a copy taken when the layer ran.
 
-    A module that runs more than once per forward pass raises ``LayerError``; address each call
-    as ``"name#0"``, ``"name#1"``, ... instead. A chosen module may also be called directly
-    (``model.block(x)``); each such call counts as a pass of its own. A chosen layer that does not run in a forward
-    pass raises ``LayerError`` when the pass ends.
+    ``inputs`` names modules (paths, ``"name#k"`` for the k-th call) whose inputs are wanted:
+    ``on_input(name, args)`` gets their positional arguments before they run. ``register(path,
+    pre=..., post=...)`` adds any other forward hooks for the duration of the block. A callback
+    may raise ``StopForward`` to end the pass; ``capture.forward(x)`` runs the model and returns
+    its output, or None when a callback stopped it.
+
+    Inside the block the model is in eval mode (unless ``eval_mode=False``) and, with
+    ``freeze=True``, its parameters do not require grad (only the inputs' gradients are wanted);
+    on exit the model is exactly as before (see ``ModelGuard``), also when the block raises. A
+    module that runs more than once per forward pass raises ``LayerError``; address each call as
+    ``"name#0"``, ``"name#1"``, ... instead. A chosen module may also be called directly
+    (``model.block(x)``); each such call counts as a pass of its own. A chosen layer that does not
+    run in a forward pass raises ``LayerError`` when the pass ends.
     """
 
     def __init__(self, model: nn.Module, layers, *, on_output: Callable | None = None,
-                 detach: bool = True, eval_mode: bool = True, copy: bool = False):
+                 inputs=(), on_input: Callable | None = None, detach: bool = True,
+                 eval_mode: bool = True, copy: bool = False, freeze: bool = False):
         self.model = model
-        self.modules = resolve_layers(model, layers)
+        if isinstance(layers, str):
+            layers = [layers]
+        layers = list(layers)
+        # only inputs may be wanted; otherwise resolve_layers refuses an empty list
+        self.modules = resolve_layers(model, layers) if layers or not inputs else {}
         self.layers = list(self.modules)
-        self.on_output = on_output
+        self.inputs = list(resolve_layers(model, inputs)) if inputs else []
+        if self.inputs and on_input is None:
+            raise ValueError("inputs=... names modules whose inputs are wanted: pass "
+                             "on_input=callback(name, args) too")
+        self.on_output, self.on_input = on_output, on_input
         self.detach, self.copy = detach, copy
-        self.eval_mode = eval_mode
+        self.eval_mode, self.freeze = eval_mode, freeze
         self.outputs: dict[str, torch.Tensor] = {}
-        self._calls: dict[str, int] = defaultdict(int)
+        self._calls: dict[tuple, int] = defaultdict(int)
         self._seen: set[str] = set()
         self._in_pass = False
         self._guard = None
 
     def __enter__(self):
+        if self._guard is not None:
+            raise RuntimeError("this Capture is already active: make a new one for a nested block")
         self._guard = ModelGuard(self.model).__enter__()
         try:
             if self.eval_mode:
                 self.model.eval()
-            wanted = defaultdict(dict)  # module path -> {call index or None: layer name}
-            for name in self.layers:
-                base, call = split_call(name)
-                wanted[base][call] = name
+            if self.freeze:
+                for p in self.model.parameters():
+                    p.requires_grad_(False)
             modules = dict(self.model.named_modules())
-            for base, calls in wanted.items():
-                modules[base].register_forward_hook(self._hook(base, calls))
+            for base, calls in _by_module(self.layers).items():
+                modules[base].register_forward_hook(self._output_hook(base, calls))
+            for base, calls in _by_module(self.inputs).items():
+                modules[base].register_forward_pre_hook(self._input_hook(base, calls))
             self.model.register_forward_pre_hook(self._start_pass)
             self.model.register_forward_hook(self._end_pass)
         except BaseException:
             self._guard.__exit__(None, None, None)
+            self._guard = None
             raise
         return self
 
     def __exit__(self, *exc):
         self.outputs = {}
-        return self._guard.__exit__(*exc)
+        guard, self._guard = self._guard, None
+        return guard.__exit__(*exc)
+
+    def register(self, path: str, *, pre: Callable | None = None, post: Callable | None = None):
+        """Add a forward pre-hook and/or forward hook (``nn.Module`` signatures) to the module at
+        ``path`` until the block ends."""
+        if self._guard is None:
+            raise RuntimeError("Capture.register works only inside the `with Capture(...)` block")
+        module = resolve_layers(self.model, [path])[path]
+        if pre is not None:
+            module.register_forward_pre_hook(pre)
+        if post is not None:
+            module.register_forward_hook(post, prepend=True)
+
+    def forward(self, *args, **kwargs):
+        """Run the model; its output, or None when a callback raised ``StopForward``."""
+        try:
+            return self.model(*args, **kwargs)
+        except StopForward:
+            self._in_pass = False
+            return None
 
     def _start_pass(self, module, args):
         self.outputs = {}
@@ -112,32 +158,65 @@ class Capture:
 
     def _end_pass(self, module, args, output):
         self._in_pass = False
-        missing = [n for n in self.layers if n not in self._seen]
+        missing = [n for n in self.layers + self.inputs if n not in self._seen]
         if missing:
             raise LayerError(f"layer(s) {missing} did not run during the forward pass: the model's "
                              "forward never calls them (or, for 'name#k', calls them fewer times)")
 
-    def _hook(self, base: str, calls: dict):
+    def _call_name(self, kind: str, base: str, calls: dict) -> str | None:
+        """The name addressed by this call of module ``base``, counting calls per pass."""
+        key = (kind, base)
+        if not self._in_pass:  # a submodule called directly: each call is its own pass
+            self._calls[key] = 0
+        call = self._calls[key]
+        self._calls[key] += 1
+        if None in calls and call >= 1:
+            raise LayerError(f"module {base!r} ran {call + 1} times in one forward pass, so its "
+                             f"outputs would overwrite each other: address each call as "
+                             f"'{base}#0', '{base}#1', ...")
+        return calls.get(None if None in calls else call)
+
+    def _output_hook(self, base: str, calls: dict):
         def hook(module, args, output):
-            if not self._in_pass:  # a submodule called directly: each call is its own pass
-                self._calls[base] = 0
-            call = self._calls[base]
-            self._calls[base] += 1
-            if None in calls and call >= 1:
-                raise LayerError(f"module {base!r} ran {call + 1} times in one forward pass, so its "
-                                 f"outputs would overwrite each other: address each call as "
-                                 f"'{base}#0', '{base}#1', ...")
-            name = calls.get(None if None in calls else call)
+            name = self._call_name("output", base, calls)
             if name is None:
-                return
+                return None
             out = _first_tensor(name, output)
             if self.detach:
                 out = out.detach()
             if self.copy:
                 out = out.clone()
             self._seen.add(name)
-            if self.on_output is not None:
-                self.on_output(name, out)
-            else:
+            if self.on_output is None:
                 self.outputs[name] = out
+                return None
+            return _replace_first(output, self.on_output(name, out))
         return hook
+
+    def _input_hook(self, base: str, calls: dict):
+        def hook(module, args):
+            name = self._call_name("input", base, calls)
+            if name is not None:
+                self._seen.add(name)
+                self.on_input(name, args)
+        return hook
+
+
+def _by_module(names) -> dict:
+    """Module path -> {call index or None: layer name}."""
+    wanted = defaultdict(dict)
+    for name in names:
+        base, call = split_call(name)
+        wanted[base][call] = name
+    return wanted
+
+
+def _replace_first(output, new):
+    """``output`` with its (first) tensor replaced by ``new``; None keeps it."""
+    if new is None:
+        return None
+    if isinstance(output, tuple):
+        return (new,) + tuple(output[1:])
+    if isinstance(output, list):
+        return [new] + list(output[1:])
+    return new

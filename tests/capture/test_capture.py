@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from notebookcarto.capture import (Capture, LayerError, ModelGuard, as_channels,
+from notebookcarto.capture import (Capture, LayerError, ModelGuard, StopForward, as_channels,
                                    mappable_layers, position_shape, resolve_layers, split_call)
 
 
@@ -676,3 +676,58 @@ def test_a_chosen_submodule_called_directly_counts_as_its_own_pass():
             assert torch.equal(capture.outputs["0"], out.detach())
         model(x)
         assert torch.equal(capture.outputs["0"], model[0](x).detach())
+
+
+# ---- callbacks that edit outputs, read inputs, add hooks and stop the pass ------------------
+
+def test_on_output_may_replace_the_layer_output():
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2))
+    x = torch.randn(4, 3)
+    shift = torch.zeros(4, 3, requires_grad=True)
+
+    def add(name, out):
+        return out + shift
+
+    with Capture(model, ["0"], on_output=add, detach=False) as capture, torch.enable_grad():
+        y = capture.forward(x)
+        grad, = torch.autograd.grad(y.sum(), shift)
+    assert torch.allclose(y, model(x))  # adding a zero changes nothing ...
+    expected = (model[0](x) > 0).float() * model[2].weight.sum(0)  # ... but now has a gradient
+    assert torch.allclose(grad, expected)
+
+
+def test_inputs_callback_and_stop_forward_end_the_pass_early():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    later = []
+    model[2].register_forward_hook(lambda m, a, o: later.append(1))
+    seen = {}
+
+    def on_input(name, args):
+        seen[name] = args[0].clone()
+        raise StopForward
+
+    x = torch.randn(5, 3)
+    with Capture(model, [], inputs=["2"], on_input=on_input) as capture:
+        assert capture.forward(x) is None
+    assert torch.allclose(seen["2"], model[1](model[0](x)))
+    assert later == []  # the last layer never ran
+    with pytest.raises(ValueError, match="on_input"):
+        Capture(model, [], inputs=["2"])
+
+
+def test_register_adds_hooks_only_inside_the_block_and_freeze_is_undone():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    calls = []
+    capture = Capture(model, ["1"], freeze=True)
+    with pytest.raises(RuntimeError, match="inside"):
+        capture.register("0", post=lambda m, a, o: calls.append("post"))
+    with capture:
+        assert not any(p.requires_grad for p in model.parameters())
+        capture.register("0", pre=lambda m, a: calls.append("pre"),
+                         post=lambda m, a, o: calls.append("post"))
+        capture.forward(torch.randn(2, 3))
+    assert calls == ["pre", "post"]
+    model(torch.randn(2, 3))
+    assert calls == ["pre", "post"]  # gone after the block
+    assert all(p.requires_grad for p in model.parameters())
+    assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
