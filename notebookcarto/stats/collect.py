@@ -6,12 +6,14 @@ import contextlib
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..capture import Capture, as_channels, model_device, position_shape
+from ..datasets.items import image_data
 from .merging import check_disjoint, check_same, union
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
                        TopImages, spatial_max)
+
+__all__ = ["ActivationStats", "LayerStats", "check_device", "check_labels", "collect_stats"]
 
 
 class LayerStats:
@@ -131,32 +133,8 @@ class ActivationStats:
         return stats
 
 
-def _split_batch(batch, i: int):
-    """Images and (optional) labels from a batch: a tensor, a (images, labels, ...) sequence or a
-    dict with 'image' and optional 'label' keys."""
-    if isinstance(batch, dict):
-        x, y = batch.get("image"), batch.get("label")
-    elif isinstance(batch, (tuple, list)):
-        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-    else:
-        x, y = batch, None
-    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 4):
-        got = (f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
-               else type(x).__name__)
-        raise ValueError(f"batch {i}: images must be a float tensor of shape (B, C, H, W), got "
-                         f"{got}. Convert images with torchvision's ToTensor() or x.float() / 255.")
-    if y is not None:
-        y = torch.as_tensor(y)
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise ValueError(f"batch {i}: labels must be integer class indices, got {y.dtype}")
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"batch {i}: expected {x.shape[0]} labels (one per image), got "
-                             f"shape {tuple(y.shape)}")
-        y = y.long()
-    return x, y
-
-
-def _check_labels(y: torch.Tensor, num_classes: int, i: int):
+def check_labels(y: torch.Tensor, num_classes: int, i: int):
+    """Refuse labels outside 0..num_classes-1 (batch ``i``)."""
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
@@ -165,26 +143,25 @@ def _check_labels(y: torch.Tensor, num_classes: int, i: int):
                          "model's output does not tell)")
 
 
-def collect_stats(model: nn.Module, loader, layers, *, num_classes: int | None = None,
+def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = None,
                   top_n: int = 100, tau: float = 0.03, bins: int = 10, exclude: dict | None = None,
                   skip_tokens: int = 0, device=None, autocast: bool = False,
-                  index_offset: int = 0, progress: bool = True) -> ActivationStats:
-    """Run the model once over ``loader`` and fill every statistic for every layer in ``layers``.
+                  index_offset: int = 0, batch_size: int = 64, image_key: str | None = None,
+                  label_key: str | None = None, progress: bool = True) -> ActivationStats:
+    """Run the model once over ``data`` and fill every statistic for every layer in ``layers``.
 
-    Batches are images (B, C, H, W), optionally with integer labels (see ``_split_batch``);
-    without labels the class-wise statistics are absent. Images get ids ``index_offset``,
-    ``index_offset + 1``, ... in loader order, so passes over disjoint parts of a data set can be
-    merged. ``num_classes`` defaults to the width of the model's (B, K) output. Batches move to
-    the model's device; ``device``, if given, must be that device. ``autocast`` runs the forward
-    pass in bfloat16. ``skip_tokens`` drops leading tokens (e.g. a class token) of (B, T, C)
-    outputs. The model is left exactly as it was.
+    ``data`` is a DataLoader, a data set, a tensor of images or a tuple (images, labels) (see
+    ``notebookcarto.datasets.items``; data sets are read in order in batches of ``batch_size``,
+    dict items by ``image_key`` / ``label_key``); without labels the class-wise statistics are
+    absent. Images get ids ``index_offset``, ``index_offset + 1``, ... in loader order, so passes
+    over disjoint parts of a data set can be merged. ``num_classes`` defaults to the width of the
+    model's (B, K) output. Batches move to the model's device; ``device``, if given, must be
+    that device. ``autocast`` runs the forward pass in bfloat16. ``skip_tokens`` drops leading
+    tokens (e.g. a class token) of (B, T, C) outputs. The model is left exactly as it was.
     """
-    model_dev = model_device(model)
-    requested = None if device is None else torch.device(device)
-    if requested is not None and (requested.type != model_dev.type or (
-            requested.index is not None and requested.index != (model_dev.index or 0))):
-        raise ValueError(f"the model is on {model_dev} but device={device!r} was requested: move "
-                         f"the model first with model.to({str(device)!r})")
+    model_dev = check_device(model, device)
+    items = image_data(data, batch_size=batch_size, image_key=image_key, label_key=label_key,
+                       model=model)
     stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
                             exclude=exclude, skip_tokens=skip_tokens)
     reduced, shapes = {}, {}
@@ -195,35 +172,45 @@ def collect_stats(model: nn.Module, loader, layers, *, num_classes: int | None =
 
     cast = (torch.autocast(model_dev.type, dtype=torch.bfloat16) if autocast
             else contextlib.nullcontext())
-    start, labelled = index_offset, None
+    first, n = True, 0
     with Capture(model, layers, on_output=on_output) as capture, torch.inference_mode(), cast:
-        total = len(loader) if hasattr(loader, "__len__") else None
-        for i, batch in enumerate(tqdm(loader, total=total, desc="statistics", disable=not progress)):
-            x, y = _split_batch(batch, i)
-            if labelled is None:
-                labelled = y is not None
-            elif labelled != (y is not None):
-                raise ValueError(f"batch {i}: some batches have labels and others do not")
-            if stats.num_classes and y is not None:
-                _check_labels(y, stats.num_classes, i)
-            out = model(x.to(model_dev, non_blocking=True))
+        for i, batch in enumerate(items.batches(index_offset=index_offset, device=model_dev,
+                                                progress=progress, desc="statistics")):
+            if stats.num_classes and batch.labels is not None:
+                check_labels(batch.labels, stats.num_classes, i)
+            out = model(batch.images)
             _check_finite(reduced, i)
-            if i == 0:
-                _init_layers(stats, capture.layers, reduced, shapes, out, y, model_dev)
-            index = torch.arange(start, start + x.shape[0], device=model_dev)
-            start += x.shape[0]
-            y = None if y is None else y.to(model_dev, non_blocking=True)
+            if first:
+                _init_layers(stats, capture.layers, reduced, shapes, out, batch.labels, model_dev)
+                first = False
             for name in capture.layers:
                 values, positions = reduced[name]
-                stats.layers[name].update(LayerBatch(values, positions, index, y))
+                stats.layers[name].update(LayerBatch(values, positions, batch.index,
+                                                     batch.labels))
             if stats.accuracy is not None:
-                stats.accuracy.update(out, y)
-    if start == index_offset:
-        raise ValueError("the loader yielded no batches: give it at least one image")
-    stats.config["n_images"] = start - index_offset
-    stats.config["image_ranges"] = [[index_offset, start]]
+                stats.accuracy.update(out, batch.labels)
+            n += batch.images.shape[0]
+    stats.config["n_images"] = n
+    stats.config["image_ranges"] = [[index_offset, index_offset + n]]
     # The states were made under inference mode; copies made outside it can be merged in place.
     return ActivationStats.from_state_dict(stats.state_dict(), device=model_dev)
+
+
+def check_device(model: nn.Module, device) -> torch.device:
+    """The model's device, checked against a requested ``device`` (None: any)."""
+    model_dev = model_device(model)
+    if device is None:
+        return model_dev
+    try:
+        requested = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device: use 'cpu', 'cuda' or "
+                         "'cuda:N'") from None
+    if requested.type != model_dev.type or (
+            requested.index is not None and requested.index != (model_dev.index or 0)):
+        raise ValueError(f"the model is on {model_dev} but device={device!r} was requested: move "
+                         f"the model first with model.to({str(device)!r})")
+    return model_dev
 
 
 def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device):
@@ -237,7 +224,7 @@ def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device
                 raise ValueError("labels were given but the model's output is not (B, num_classes) "
                                  "logits: pass num_classes=... to collect class-wise statistics")
             num_classes = out.shape[1]
-        _check_labels(y, num_classes, 0)
+        check_labels(y, num_classes, 0)
         stats.add_classes(num_classes, is_logits and out.shape[1] == num_classes, device)
     else:
         stats.config["num_classes"] = None

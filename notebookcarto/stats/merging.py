@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["check_disjoint", "check_same", "union"]
+
 
 def check_same(mine: dict, theirs: dict, keys, what: str) -> None:
     """Refuse to merge two configs that differ in any of ``keys``."""

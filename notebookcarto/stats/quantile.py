@@ -33,6 +33,8 @@ import torch
 
 from .reducers import Reducer
 
+__all__ = ["QuantileSketch", "TopValues"]
+
 SHRINK = 2.0 / 3.0  # capacity ratio between a level and the one above it
 MIN_CAPACITY = 8
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["ClassAccuracy", "ClassAggregation", "ClassMeans", "LayerBatch", "NeuronMoments",
+           "Reducer", "TopImages", "spatial_max"]
+
 
 @dataclass
 class LayerBatch:
@@ -114,7 +117,7 @@ class TopImages(Reducer):
 
 
 class ClassAggregation(Reducer):
-    """Summit's activation aggregation matrix A (classes x channels), REFERENCE section 1.1.
+    """Summit's activation aggregation matrix A (classes x channels; Hohman et al., IEEE VIS 2019).
 
     Per image: p_c = a_c / sum(a) over the (non-negative) spatial maxima; the shortest prefix of
     channels sorted by p whose cumulative sum reaches ``tau`` adds 1 to A[label, c]. Channels in
@@ -153,42 +156,57 @@ class ClassAggregation(Reducer):
 
 class NeuronMoments(Reducer):
     """Per channel, over images: mean, standard deviation and max of the spatial maximum, and
-    the firing frequency (share of images whose spatial maximum is > 0)."""
+    the firing frequency (share of images whose spatial maximum is > 0).
 
-    _state = ("count", "total", "total_sq", "maximum", "fired")
+    Mean and variance are kept as (count, mean, sum of squared deviations) and combined with
+    Chan, Golub and LeVeque's pairwise update, for batches and for merges alike, in float64:
+    no cancellation of ``E[x^2] - E[x]^2`` when the mean is large against the spread.
+    """
+
+    _state = ("count", "mean", "m2", "maximum", "fired")
 
     def __init__(self, channels: int, device=None):
         self.count = torch.zeros((), dtype=torch.long, device=device)
-        self.total = torch.zeros(channels, dtype=torch.float64, device=device)
-        self.total_sq = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.mean = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.m2 = torch.zeros(channels, dtype=torch.float64, device=device)
         self.maximum = torch.full((channels,), -torch.inf, device=device)
         self.fired = torch.zeros(channels, dtype=torch.long, device=device)
 
     def update(self, batch: LayerBatch):
-        v = batch.values
-        self.count += v.shape[0]
-        self.total += v.sum(0, dtype=torch.float64)
-        self.total_sq += (v.double() ** 2).sum(0)
-        self.maximum = torch.maximum(self.maximum, v.amax(0))
-        self.fired += (v > 0).sum(0)
+        v = batch.values.double()
+        mean = v.mean(0)
+        self._combine(v.shape[0], mean, ((v - mean) ** 2).sum(0))
+        self.maximum = torch.maximum(self.maximum, batch.values.amax(0))
+        self.fired += (batch.values > 0).sum(0)
 
     def merge(self, other: "NeuronMoments"):
         self._check_mergeable(other)
-        self.count += other.count
-        self.total += other.total
-        self.total_sq += other.total_sq
+        self._combine(other.count, other.mean, other.m2)
         self.maximum = torch.maximum(self.maximum, other.maximum)
         self.fired += other.fired
         return self
 
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.total / self.count.clamp(min=1)
+    def _combine(self, n_b, mean_b, m2_b):
+        n_a = self.count.double()
+        n = (n_a + n_b).clamp(min=1)  # two empty states stay empty
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta ** 2 * (n_a * n_b / n)
+        self.count = self.count + n_b
+
+    def load_state_dict(self, state):
+        if "total" in state and "mean" not in state:  # atlas format 1 kept sums of x and x^2
+            count = torch.as_tensor(state["count"])
+            n = count.clamp(min=1).double()
+            mean = torch.as_tensor(state["total"]).double() / n
+            m2 = (torch.as_tensor(state["total_sq"]).double() - n * mean ** 2).clamp(min=0)
+            state = dict(state, mean=mean, m2=m2 * (count > 0))
+        return super().load_state_dict(state)
 
     @property
     def std(self) -> torch.Tensor:
-        n = self.count.clamp(min=1)
-        return (self.total_sq / n - self.mean ** 2).clamp(min=0).sqrt()
+        """Population standard deviation (0 for no images)."""
+        return (self.m2 / self.count.clamp(min=1)).clamp(min=0).sqrt()
 
     @property
     def frequency(self) -> torch.Tensor:

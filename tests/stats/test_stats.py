@@ -250,6 +250,28 @@ def test_moments_match_brute_force(reference, stats, layer):
     np.testing.assert_array_equal(m.fired.numpy(), (values > 0).sum(0))
 
 
+def test_moments_pairwise_update_and_merge_keep_precision():
+    """mean / std ~ 1e9: E[x^2] - E[x]^2 in float64 loses every digit of the variance; Chan's
+    pairwise update and merge keep it, batch by batch and across merged passes."""
+    from notebookcarto.stats import LayerBatch, NeuronMoments
+
+    rng = np.random.default_rng(0)
+    values = 1e9 + rng.integers(0, 4, size=(60, 2)).astype(np.float64)
+    parts = [NeuronMoments(2), NeuronMoments(2)]
+    for part, chunk in zip(parts, (values[:25], values[25:])):
+        for s in range(0, len(chunk), 7):
+            v = torch.from_numpy(chunk[s:s + 7])
+            part.update(LayerBatch(v, torch.zeros_like(v, dtype=torch.long),
+                                   torch.arange(len(v))))
+    merged = parts[0].merge(parts[1])
+    np.testing.assert_allclose(merged.std.numpy(), values.std(0), rtol=1e-6)
+    np.testing.assert_allclose(merged.mean.numpy(), values.mean(0), rtol=1e-15)
+    naive = np.sqrt(np.maximum((values ** 2).mean(0) - values.mean(0) ** 2, 0))
+    assert not np.allclose(naive, values.std(0), rtol=1e-3)  # the old formula fails here
+    empty = NeuronMoments(2).merge(NeuronMoments(2))
+    assert int(empty.count) == 0 and not empty.std.isnan().any()
+
+
 @pytest.mark.parametrize("layer", LAYERS)
 def test_class_means_match_brute_force(reference, stats, layer):
     values, _ = ref_max(reference["acts"][layer])

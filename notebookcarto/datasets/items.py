@@ -1,0 +1,298 @@
+"""The one adapter between a user's data and every pass of the library.
+
+Any of these can be mapped: a tensor of images (N, C, H, W); a tuple ``(images, labels)`` of
+tensors (a tuple, not a list: a list is read as a list of batches); a map-style data set whose
+items are an image tensor, an ``(image, label, ...)`` sequence or a dict; a ``DataLoader`` (used
+as it is); an iterable data set; any other iterable of batches (a list, a generator), read as a
+loader. Dict items and batches name their images by ``image_key`` (default: the first of
+"image", "pixel_values") and their labels by ``label_key`` (default: the first of "label",
+"labels", "target"; none found means no labels).
+
+``ImageData(source)`` gives batches with image ids (positions in loader order, from
+``index_offset``) to the streaming passes, and single images by id to the passes that revisit
+exemplars (cluster refinement, heat maps), with the same rules and the same errors everywhere.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
+from tqdm.auto import tqdm
+
+__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "Batch", "ImageData", "find_normalization",
+           "image_data", "model_input", "warn_if_normalized"]
+
+IMAGE_KEYS = ("image", "pixel_values")
+LABEL_KEYS = ("label", "labels", "target")
+
+
+@dataclass
+class Batch:
+    """One batch: images (B, C, H, W) float, labels (B,) int64 or None, image ids (B,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    index: torch.Tensor
+
+
+def model_input(model: nn.Module) -> torch.dtype | None:
+    """The floating dtype of the model's parameters (None for a model without any)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+class ImageData:
+    """A user's images (and labels) as batches with image ids, and single images by id.
+
+    ``source``: a tensor, a tuple of tensors, a map-style or iterable data set, or a
+    ``DataLoader`` (see the module docstring). Data sets are read in order in batches of
+    ``batch_size`` (``num_workers`` loader processes); a loader is used as it is. Images by id
+    (``images(ids)``) need a tensor, a data set or a loader over a data set in order.
+    ``model``, when given, is what the images must suit: they must have its parameters' dtype
+    (checked batch by batch, with a message that says how to fix it).
+    """
+
+    def __init__(self, source, *, batch_size: int = 64, num_workers: int = 0,
+                 image_key: str | None = None, label_key: str | None = None,
+                 model: nn.Module | None = None):
+        if isinstance(source, ImageData):
+            raise TypeError("source is already an ImageData: pass it as it is")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.image_key, self.label_key = image_key, label_key
+        self.expect = model_input(model) if model is not None else None
+        self.loader, self.dataset = _loader_and_dataset(source, batch_size, num_workers)
+
+    # -- batches --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """The number of images, where the source tells."""
+        if self.dataset is not None:
+            return len(self.dataset)
+        raise TypeError("this data (an iterable data set or loader) has no length")
+
+    @property
+    def n_batches(self) -> int | None:
+        return len(self.loader) if hasattr(self.loader, "__len__") else None
+
+    def batches(self, *, index_offset: int = 0, device=None, labels: str = "optional",
+                progress: bool = False, desc: str = "") -> Iterator[Batch]:
+        """Batches in order, images (and labels) on ``device``, ids from ``index_offset``.
+
+        ``labels``: "optional" (every batch has labels or none does), "required" (a batch
+        without labels raises before the model runs; the message names ``desc``)."""
+        start, labelled = index_offset, None
+        bar = tqdm(self.loader, total=self.n_batches, desc=desc, disable=not progress)
+        for i, raw in enumerate(bar):
+            x, y = self.split(raw, i)
+            if y is None and labels == "required":
+                raise ValueError(f"batch {i} has no labels: {desc or 'this pass'} counts per "
+                                 "class, so the data must give (image, label) items")
+            if labelled is None:
+                labelled = y is not None
+            elif labelled != (y is not None):
+                raise ValueError(f"batch {i}: some batches have labels and others do not")
+            index = torch.arange(start, start + x.shape[0])
+            start += x.shape[0]
+            if device is not None:
+                x = x.to(device, non_blocking=True)
+                y = None if y is None else y.to(device, non_blocking=True)
+                index = index.to(device)
+            yield Batch(x, y, index)
+        if start == index_offset:
+            raise ValueError("the loader yielded no batches: give it at least one image")
+
+    def split(self, batch, i: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images and labels of one batch, checked."""
+        x, y = self._parts(batch, f"batch {i}")
+        x = self._check_images(x, f"batch {i}", batched=True)
+        return x, _check_labels(y, x.shape[0], f"batch {i}")
+
+    # -- single images --------------------------------------------------------------------------
+    def images(self, ids) -> torch.Tensor:
+        """Images by id, stacked: (n, C, H, W) as the model sees them."""
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        if self.dataset is None:
+            raise TypeError("images by id need a tensor, a data set or a loader over a data set "
+                            "in order: this data is an iterable stream")
+        if isinstance(self.dataset, _Tensors):
+            return self.dataset.images[torch.as_tensor(ids, dtype=torch.long)]
+        return torch.stack([self.image(i) for i in ids]) if ids else torch.zeros(0)
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image ``i`` (C, H, W), as the model sees it."""
+        if self.dataset is None:
+            raise TypeError("images by id need a tensor, a data set or a loader over a data set "
+                            "in order: this data is an iterable stream")
+        n = len(self.dataset)
+        if not 0 <= i < n:
+            raise IndexError(f"image id {i} is out of range: the data set has {n} images")
+        x, _ = self._parts(self.dataset[i], f"item {i}")
+        return self._check_images(x, f"item {i}", batched=False)
+
+    @property
+    def first_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the first image."""
+        if self.dataset is not None:
+            return tuple(self.image(0).shape)
+        return tuple(next(iter(self.batches())).images.shape[1:])
+
+    # -- rules ----------------------------------------------------------------------------------
+    def _parts(self, item, where: str):
+        if isinstance(item, Mapping):
+            return self._from_dict(item, where)
+        if isinstance(item, (tuple, list)):
+            if not item:
+                raise ValueError(f"{where} is an empty sequence: items must hold an image")
+            return item[0], (item[1] if len(item) > 1 else None)
+        return item, None
+
+    def _from_dict(self, item: Mapping, where: str):
+        keys = list(item)
+        image_keys = (self.image_key,) if self.image_key else IMAGE_KEYS
+        found = next((k for k in image_keys if k in item), None)
+        if found is None:
+            wanted = f"image_key={self.image_key!r}" if self.image_key else \
+                f"none of {list(IMAGE_KEYS)}"
+            raise KeyError(f"{where} is a dict with keys {keys}: {wanted} names its images; "
+                           "pass image_key='<key>' to say which key holds the images")
+        if self.label_key is not None:
+            if self.label_key not in item:
+                raise KeyError(f"{where} is a dict with keys {keys} but label_key="
+                               f"{self.label_key!r} is not one of them")
+            return item[found], item[self.label_key]
+        label = next((k for k in LABEL_KEYS if k in item), None)
+        return item[found], (None if label is None else item[label])
+
+    def _check_images(self, x, where: str, batched: bool) -> torch.Tensor:
+        shape = "(B, C, H, W)" if batched else "(C, H, W)"
+        rank = 4 if batched else 3
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == rank):
+            got = (f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
+                   else type(x).__name__)
+            hint = ("add torchvision.transforms.ToTensor() to the data set's transform"
+                    if hasattr(x, "getpixel") else
+                    "Convert images with torchvision's ToTensor() or x.float() / 255")
+            raise ValueError(f"{where}: images must be a float tensor of shape {shape}, got "
+                             f"{got}. {hint}.")
+        dtype = self.expect
+        if dtype is not None and x.dtype != dtype:
+            raise ValueError(f"{where}: images are {x.dtype} but the model's parameters are "
+                             f"{dtype}: convert the images with x.to({dtype}) (or the model with "
+                             f"model.to({x.dtype}))")
+        return x
+
+
+def _check_labels(y, n: int, where: str):
+    if y is None:
+        return None
+    y = torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{where}: labels must be integer class indices, got {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{where}: expected {n} labels (one per image), got shape "
+                         f"{tuple(y.shape)}")
+    return y.long()
+
+
+class _Tensors(Dataset):
+    """Images (and labels) held as tensors."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i] if self.labels is None else (self.images[i], self.labels[i])
+
+
+def _loader_and_dataset(source, batch_size: int, num_workers: int):
+    """(the loader to iterate, the data set for images by id or None)."""
+    if isinstance(source, torch.Tensor):
+        source = _Tensors(source, None)
+    elif (isinstance(source, tuple) and 1 <= len(source) <= 2
+          and all(isinstance(t, torch.Tensor) for t in source)):
+        images, labels = source[0], (source[1] if len(source) == 2 else None)
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"(images, labels) hold {len(images)} images but {len(labels)} "
+                             "labels: give one label per image")
+        source = _Tensors(images, labels)
+    if isinstance(source, DataLoader):
+        dataset = source.dataset
+        ordered = (not isinstance(dataset, IterableDataset)
+                   and isinstance(source.sampler, SequentialSampler))
+        return source, (dataset if ordered else None)
+    if isinstance(source, IterableDataset):
+        return DataLoader(source, batch_size=batch_size, num_workers=num_workers), None
+    if isinstance(source, _Tensors):
+        return _TensorBatches(source, batch_size), source
+    if isinstance(source, Dataset) or (hasattr(source, "__getitem__")
+                                       and hasattr(source, "__len__")
+                                       and not isinstance(source, (list, tuple, str, bytes,
+                                                                   Mapping))):
+        return DataLoader(source, batch_size=batch_size, num_workers=num_workers,
+                          shuffle=False), source
+    if hasattr(source, "__iter__") and not isinstance(source, (str, bytes, Mapping)):
+        return source, None  # an iterable of batches (a list, a generator), read as a loader
+    raise TypeError(f"cannot read images from a {type(source).__name__}: give a tensor "
+                    "(N, C, H, W), a tuple (images, labels), a data set, a DataLoader or an "
+                    "iterable of batches")
+
+
+class _TensorBatches:
+    """Batches of held tensors by slicing (no collation)."""
+
+    def __init__(self, data: _Tensors, batch_size: int):
+        self.data, self.batch_size = data, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def __iter__(self):
+        for s in range(0, len(self.data), self.batch_size):
+            x = self.data.images[s:s + self.batch_size]
+            yield x if self.data.labels is None else (x, self.data.labels[s:s + self.batch_size])
+
+
+def image_data(source, **options) -> ImageData:
+    """``source`` as an ``ImageData`` (one that already is one is returned as it is)."""
+    return source if isinstance(source, ImageData) else ImageData(source, **options)
+
+
+def find_normalization(source) -> tuple[tuple, tuple] | None:
+    """``(mean, std)`` of a torchvision ``Normalize`` in the data set's transform (looking
+    through loaders, ``Subset`` and ``Compose``), or None."""
+    seen = 0
+    while seen < 8:  # loaders and subsets nest a few levels at most
+        seen += 1
+        if isinstance(source, ImageData):
+            source = source.dataset
+        elif isinstance(source, DataLoader):
+            source = source.dataset
+        elif isinstance(source, torch.utils.data.Subset):
+            source = source.dataset
+        else:
+            break
+    transform = getattr(source, "transform", None)
+    steps = list(getattr(transform, "transforms", [transform] if transform else []))
+    for step in steps:
+        if type(step).__name__ == "Normalize" and hasattr(step, "mean"):
+            return tuple(float(v) for v in step.mean), tuple(float(v) for v in step.std)
+    return None
+
+
+def warn_if_normalized(x: torch.Tensor, where: str) -> None:
+    """Warn once that float images outside [0, 1] will be clipped for display."""
+    if x.is_floating_point() and (x.min() < -0.01 or x.max() > 1.01):
+        warnings.warn(f"{where}: image values lie in [{float(x.min()):.2f}, {float(x.max()):.2f}],"
+                      " outside [0, 1], and no normalisation was given or found in the data "
+                      "set's transform: pass mean=... and std=... to show the pixels as they were",
+                      stacklevel=3)
+
