@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,13 @@ from torch import nn
 from .. import __version__
 from ..capture import mappable_layers
 from ..stats import ActivationStats, collect_stats
+from . import sections as registry
 from . import store
+
+if TYPE_CHECKING:
+    from ..analyses.result import Result
+
+__all__ = ["Atlas"]
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -22,17 +30,17 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 class Atlas:
     """Statistics of a model's layers over a data set, with stable neuron ids ``"layer:channel"``.
 
-    Build one with ``Atlas.build(model, loader)``; read it through ``neurons`` and ``classes``
+    Build one with ``Atlas.build(model, data)``; read it through ``neurons`` and ``classes``
     (pandas DataFrames), ``aggregation(layer)``, ``top_images(neuron)`` and
-    ``top_neurons(class)``; keep it with ``save(path)`` / ``Atlas.load(path)``. Later analyses
-    store their results in ``sections`` (name -> ``{"meta": dict, "arrays": {name: ndarray}}``),
-    which are saved and loaded with the atlas. A section whose meta lists ``"neuron_columns"``
-    (or ``"class_columns"``) adds those arrays, one value per neuron (or class), as columns of
-    ``neurons`` (or ``classes``).
+    ``top_neurons(class)``; keep it with ``save(path)`` / ``Atlas.load(path)``. Analyses return
+    results, which ``attach(result)`` stores (checked against the section registry,
+    ``notebookcarto.atlas.sections``) and ``get(ResultType)`` gives back; they are saved and
+    loaded with the atlas as the same typed objects, and some add columns to ``neurons`` or
+    ``classes`` (clusters, dissection labels).
     """
 
     def __init__(self, stats: ActivationStats, *, class_names=None, model_info: dict | None = None,
-                 data_info: dict | None = None, sections: dict | None = None):
+                 data_info: dict | None = None):
         self.stats = stats
         k = stats.num_classes
         if class_names is not None and k is not None and len(class_names) != k:
@@ -41,19 +49,21 @@ class Atlas:
                             else [str(c) for c in range(k or 0)])
         self.model_info = dict(model_info or {})
         self.data_info = dict(data_info or {})
-        self.sections = dict(sections or {})
+        self._results: dict[str, "Result"] = {}
+        self._unread: dict[str, dict] = {}  # sections of no known schema, saved back unchanged
 
     @classmethod
-    def build(cls, model: nn.Module, loader, layers=None, *, class_names=None,
+    def build(cls, model: nn.Module, data, layers=None, *, class_names=None,
               data_info: dict | None = None, **options) -> "Atlas":
         """Run the statistics pass (``notebookcarto.stats.collect_stats``; ``options`` go there)
-        over ``loader`` for ``layers`` (default: ``mappable_layers(model)``)."""
+        over ``data`` (a DataLoader, a data set, or tensors) for ``layers`` (default:
+        ``mappable_layers(model)``)."""
         if layers is None:
             layers = mappable_layers(model)
             if not layers:
                 raise ValueError("found no blocks to map in this model: pass layers=[...] with "
                                  "module paths from model.named_modules()")
-        stats = collect_stats(model, loader, layers, **options)
+        stats = collect_stats(model, data, layers, **options)
         model_info = {"class": type(model).__name__,
                       "parameters": sum(p.numel() for p in model.parameters())}
         return cls(stats, class_names=class_names, model_info=model_info, data_info=data_info)
@@ -67,6 +77,24 @@ class Atlas:
     def neuron_ids(self) -> list[str]:
         return [f"{name}:{c}" for name, layer in self.stats.layers.items()
                 for c in range(layer.channels)]
+
+    @property
+    def layer_offsets(self) -> dict[str, int]:
+        """Index of each layer's first neuron in ``neuron_ids`` order."""
+        offsets, start = {}, 0
+        for name, layer in self.stats.layers.items():
+            offsets[name] = start
+            start += layer.channels
+        return offsets
+
+    def neuron_index(self, neurons) -> np.ndarray:
+        """Positions in ``neuron_ids`` of neuron ids ``"layer:channel"`` (int64 array)."""
+        offsets = self.layer_offsets
+        out = []
+        for neuron in neurons:
+            layer, channel = self.parse_neuron(neuron)
+            out.append(offsets[layer] + channel)
+        return np.asarray(out, dtype=np.int64)
 
     def parse_neuron(self, neuron: str) -> tuple[str, int]:
         """``"layer:channel"`` -> (layer, channel), with a clear error for an unknown id."""
@@ -103,7 +131,10 @@ class Atlas:
             frames.append(frame)
         table = pd.concat(frames)
         table.index.name = "neuron"
-        return self._section_columns(table, "neuron_columns")
+        for name, result in self._results.items():
+            for column, values in result.neuron_columns(self).items():
+                table[column] = np.asarray(values)
+        return table
 
     # -- classes ----------------------------------------------------------------------------
     @property
@@ -119,17 +150,59 @@ class Atlas:
             acc = self.stats.accuracy
             table["correct"] = _numpy(acc.confusion.diagonal())
             table["accuracy"] = _numpy(acc.accuracy)
-        return self._section_columns(table, "class_columns")
-
-    def _section_columns(self, table: pd.DataFrame, kind: str) -> pd.DataFrame:
-        for name, section in self.sections.items():
-            for column in section.get("meta", {}).get(kind, []):
-                values = np.asarray(section["arrays"][column])
-                if len(values) != len(table):
-                    raise ValueError(f"section {name!r}: column {column!r} has {len(values)} "
-                                     f"values for {len(table)} rows")
-                table[column] = values
         return table
+
+    # -- results ------------------------------------------------------------------------------
+    def attach(self, result: "Result") -> "Result":
+        """Store an analysis result (replacing one of the same kind) and return it.
+
+        The result's section is checked against the registry first (``AtlasFormatError`` names
+        what does not fit), so nothing half-right is stored."""
+        name = getattr(result, "section", "")
+        schema = registry.schema_of(name)
+        if schema is None or not isinstance(result, registry.result_type(name)):
+            raise TypeError(f"cannot attach a {type(result).__name__}: attach the result of an "
+                            f"analysis ({', '.join(self._kinds())})")
+        schema.check(result.to_section(), self)
+        result.check(self)
+        self._results[name] = result
+        self._unread.pop(name, None)
+        return result
+
+    def get(self, kind):
+        """The attached result of ``kind`` (its type, e.g. ``analyses.Clusters``, or its
+        section name, e.g. ``"clusters"``); ``KeyError`` says which analysis to run."""
+        name = self._kind_name(kind)
+        if name not in self._results:
+            schema = registry.SCHEMAS[name]
+            raise KeyError(f"this atlas has no {name!r} result yet: run atlas.attach("
+                           f"{schema.call})" + (f" (needs {schema.needs})" if schema.needs
+                                                else ""))
+        return self._results[name]
+
+    def has(self, kind) -> bool:
+        """Whether a result of ``kind`` (type or section name) is attached."""
+        return self._kind_name(kind) in self._results
+
+    def detach(self, kind):
+        """Remove the result of ``kind`` and return it."""
+        self.get(kind)
+        return self._results.pop(self._kind_name(kind))
+
+    @property
+    def results(self) -> dict:
+        """{section name: result} of every attached result (a copy)."""
+        return dict(self._results)
+
+    def _kind_name(self, kind) -> str:
+        name = kind if isinstance(kind, str) else getattr(kind, "section", None)
+        if name not in registry.SCHEMAS:
+            raise KeyError(f"unknown kind of result {kind!r}: choose from {self._kinds()}")
+        return name
+
+    @staticmethod
+    def _kinds() -> list[str]:
+        return list(registry.SCHEMAS)
 
     def class_index(self, cls) -> int:
         """A class given by index or name -> its index."""
@@ -194,7 +267,8 @@ class Atlas:
     def attribution_graph(self, cls, **options):
         """Summit's attribution graph of a class (index or name): ``(nodes, edges, data,
         pagerank)`` with nodes and edges as DataFrames and ``data`` JSON-ready; see
-        ``notebookcarto.analyses.attribution_graph``. Needs ``analyses.add_influence`` first."""
+        ``notebookcarto.analyses.attribution_graph``. Needs an ``Influence`` result attached
+        first (``analyses.count_influence``)."""
         from ..analyses.attribution_graph import attribution_graph
 
         return attribution_graph(self, cls, **options)
@@ -222,22 +296,28 @@ class Atlas:
         """Save to the folder ``path`` (atomically; an existing atlas there is replaced)."""
         state = self.stats.state_dict()
         arrays = {f"stats/{k}": _numpy(v) for k, v in state["tensors"].items()}
-        for name, section in self.sections.items():
-            for key, array in section.get("arrays", {}).items():
+        sections = dict(self._unread)
+        for name, result in self._results.items():
+            section = result.to_section()
+            registry.SCHEMAS[name].check(section, self)
+            sections[name] = section
+        for name, section in sections.items():
+            for key, array in section["arrays"].items():
                 arrays[f"sections/{name}/{key}"] = np.asarray(array)
         manifest = {
             "library_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "model": self.model_info, "data": self.data_info, "class_names": self.class_names,
             "stats": state["config"],
-            "sections": {name: s.get("meta", {}) for name, s in self.sections.items()},
+            "sections": {name: s["meta"] for name, s in sections.items()},
         }
         store.write(path, manifest, arrays)
 
     @classmethod
     def load(cls, path, device=None) -> "Atlas":
-        """Load an atlas saved with ``save``; raises ``AtlasFormatError`` if it is corrupt,
-        truncated or from a newer format, ``FileNotFoundError`` if the path does not exist."""
+        """Load an atlas saved with ``save``, its results as the same typed objects; raises
+        ``AtlasFormatError`` if it is corrupt, truncated, from a newer format or a section does
+        not follow its schema, ``FileNotFoundError`` if the path does not exist."""
         manifest, arrays = store.read(path)
         try:
             tensors = {k[len("stats/"):]: torch.from_numpy(v) for k, v in arrays.items()
@@ -250,11 +330,29 @@ class Atlas:
                 if key.startswith("sections/"):
                     name, _, sub = key[len("sections/"):].partition("/")
                     sections[name]["arrays"][sub] = array
-            return cls(stats, class_names=manifest["class_names"] or None,
-                       model_info=manifest["model"], data_info=manifest["data"],
-                       sections=sections)
+            atlas = cls(stats, class_names=manifest["class_names"] or None,
+                        model_info=manifest["model"], data_info=manifest["data"])
         except (KeyError, ValueError, TypeError) as err:
             raise store.AtlasFormatError(f"{path}: the atlas is inconsistent ({err})") from None
+        old = manifest["version"] < store.VERSION
+        for name, section in sections.items():
+            if registry.schema_of(name) is None:
+                atlas._unread[name] = section
+                continue
+            try:
+                registry.SCHEMAS[name].check(section, atlas)
+                result = registry.result_type(name).from_section(section, atlas)
+                result.check(atlas)
+            except (KeyError, ValueError, TypeError) as err:
+                if not old:
+                    raise store.AtlasFormatError(f"{path}: section {name!r} cannot be read "
+                                                 f"({err})") from None
+                warnings.warn(f"{path}: section {name!r} was saved by an older notebookcarto "
+                              f"(format {manifest['version']}) and is left out ({err}); run "
+                              f"{registry.SCHEMAS[name].call} again", stacklevel=2)
+                continue
+            atlas._results[name] = result
+        return atlas
 
     def __repr__(self) -> str:
         n = sum(layer.channels for layer in self.stats.layers.values())

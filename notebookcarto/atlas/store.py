@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .sections import AtlasFormatError
+
+__all__ = ["FORMAT", "MANIFEST", "VERSION", "read", "write"]
+
 FORMAT = "notebookcarto.atlas"
-VERSION = 1
+VERSION = 2  # 2: typed results (sections per docs/atlas-sections.md), Chan moments
 MANIFEST = "manifest.json"
-
-
-class AtlasFormatError(ValueError):
-    """The folder is not a readable atlas: missing, corrupt, truncated or from a newer version."""
 
 
 def _sha256(path: Path) -> str:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from notebookcarto.atlas import Atlas, AtlasFormatError
+from notebookcarto.analyses import Clusters, Embedding, ExemplarConcepts, cluster_table
 from notebookcarto.atlas import store
 
 N_IMAGES, H, W = 40, 9, 11
@@ -71,15 +72,17 @@ def activations(data):
 
 
 def with_sections(atlas: Atlas) -> Atlas:
+    """A copy of the atlas with two results attached: clusters and exemplar concepts."""
     copy = Atlas(atlas.stats, class_names=atlas.class_names, model_info=atlas.model_info,
                  data_info=atlas.data_info)
-    copy.sections = {
-        "umap": {"meta": {"n_neighbors": 15, "metric": "cosine", "nested": {"a": [1, 2]}},
-                 "arrays": {"xy": np.random.default_rng(0).random((5, 2)),
-                            "ids": np.arange(5, dtype=np.int32),
-                            "mask": np.array([True, False, True])}},
-        "notes": {"meta": {"text": "only meta"}},
-    }
+    n = len(copy.neuron_ids)
+    labels = np.arange(n) % 3 - 1
+    copy.attach(Clusters(labels, labels.copy(), copy.neuron_ids, cluster_table(copy, labels),
+                         {"rows": 2, "nested": {"a": [1, 2]}}))
+    shares = np.random.default_rng(0).random((n, 2))
+    copy.attach(ExemplarConcepts(pd.DataFrame(shares, index=copy.neuron_ids,
+                                              columns=["red", "sky"]),
+                                 pd.Series([0.5, 0.25], index=["red", "sky"])))
     return copy
 
 
@@ -93,13 +96,13 @@ def assert_atlas_equal(a: Atlas, b: Atlas):
         assert torch.equal(ta, tb), key
     assert a.class_names == b.class_names
     assert a.model_info == b.model_info and a.data_info == b.data_info
-    assert set(a.sections) == set(b.sections)
-    for name, section in a.sections.items():
-        other = b.sections[name]
-        assert section.get("meta", {}) == other.get("meta", {}), name
-        arrays = section.get("arrays", {})
-        assert set(arrays) == set(other.get("arrays", {})), name
-        for key, array in arrays.items():
+    assert set(a.results) == set(b.results)
+    for name, result in a.results.items():
+        assert type(b.get(name)) is type(result), name
+        section, other = result.to_section(), b.get(name).to_section()
+        assert section["meta"] == other["meta"], name
+        assert set(section["arrays"]) == set(other["arrays"]), name
+        for key, array in section["arrays"].items():
             loaded = other["arrays"][key]
             assert np.asarray(array).dtype == loaded.dtype, (name, key)
             np.testing.assert_array_equal(loaded, array)
@@ -336,9 +339,9 @@ def test_loaded_stats_can_be_merged(atlas, data, tmp_path):
 def test_save_replaces_existing_atlas(atlas, tmp_path):
     path = tmp_path / "atlas"
     with_sections(atlas).save(path)
-    atlas.save(path)  # no sections this time
+    atlas.save(path)  # no results this time
     loaded = Atlas.load(path)
-    assert loaded.sections == {}
+    assert loaded.results == {}
     assert_atlas_equal(atlas, loaded)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas"]
     assert len(list((path / "arrays").iterdir())) == len(atlas.stats.state_dict()["tensors"])
@@ -502,18 +505,62 @@ def test_load_inconsistent_atlas(saved, edit):
         Atlas.load(saved)
 
 
-def test_sections_add_neuron_and_class_columns_that_survive_save(atlas, tmp_path):
-    n, k = len(atlas.neuron_ids), len(atlas.class_names)
-    extended = Atlas(atlas.stats, class_names=atlas.class_names, sections={
-        "clusters": {"meta": {"neuron_columns": ["cluster"]},
-                     "arrays": {"cluster": np.arange(n) % 3 - 1}},
-        "similarity": {"meta": {"class_columns": ["score"]},
-                       "arrays": {"score": np.linspace(0, 1, k)}}})
+def test_results_add_neuron_columns_that_survive_save(atlas, tmp_path):
+    extended = with_sections(atlas)
+    n = len(atlas.neuron_ids)
     extended.save(tmp_path / "a")
     loaded = Atlas.load(tmp_path / "a")
     assert loaded.neurons["cluster"].tolist() == (np.arange(n) % 3 - 1).tolist()
-    assert np.allclose(loaded.classes["score"], np.linspace(0, 1, k))
-    bad = Atlas(atlas.stats, sections={"x": {"meta": {"neuron_columns": ["c"]},
-                                             "arrays": {"c": np.zeros(n + 1)}}})
-    with pytest.raises(ValueError, match="column 'c' has"):
-        bad.neurons
+    assert isinstance(loaded.get(Clusters), Clusters) and loaded.get("clusters").n_clusters == 2
+    assert loaded.get(Clusters).table.equals(extended.get(Clusters).table)
+
+
+def test_attach_checks_the_schema_and_get_names_the_analysis(atlas):
+    copy = Atlas(atlas.stats, class_names=atlas.class_names)
+    n = len(copy.neuron_ids)
+    with pytest.raises(KeyError, match=r"no 'clusters' result yet: run atlas.attach\("
+                                       r"analyses.cluster_neurons\(atlas, model, data\)\)"):
+        copy.get(Clusters)
+    with pytest.raises(KeyError, match="unknown kind of result 'nope'"):
+        copy.get("nope")
+    wrong = Clusters(np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64), copy.neuron_ids,
+                     pd.DataFrame(), {})
+    with pytest.raises(AtlasFormatError, match=r"section 'clusters': array 'cluster' has shape "
+                                               rf"\({n + 1},\), the schema says \(neurons,\) "
+                                               rf"with neurons = {n}"):
+        copy.attach(wrong)
+    doubles = Embedding(np.zeros((n, 3)), np.zeros((n, 2), np.float32),
+                        np.zeros((0, n, 3), np.float32), np.zeros((0, n, 2), np.float32), [],
+                        copy.neuron_ids)
+    with pytest.raises(AtlasFormatError, match="section 'embedding': array 'vectors' has dtype "
+                                               "float64, the schema says float32"):
+        copy.attach(doubles)
+    unsaveable = Clusters(np.zeros(n, np.int64), np.zeros(n, np.int64), copy.neuron_ids,
+                          pd.DataFrame(), {"model": object()})
+    with pytest.raises(AtlasFormatError, match="section 'clusters': its meta cannot be saved as "
+                                               "JSON"):
+        copy.attach(unsaveable)
+    with pytest.raises(TypeError, match="cannot attach a dict"):
+        copy.attach({"meta": {}, "arrays": {}})
+    assert not copy.has(Clusters) and copy.results == {}
+
+
+def test_unknown_sections_are_kept_and_saved_back(atlas, tmp_path):
+    path = tmp_path / "atlas"
+    atlas.save(path)
+    manifest = _manifest(path)
+    manifest["sections"]["from_the_future"] = {"note": "kept"}
+    _write_manifest(path, manifest)
+    Atlas.load(path).save(tmp_path / "again")
+    assert _manifest(tmp_path / "again")["sections"]["from_the_future"] == {"note": "kept"}
+
+
+def test_a_section_that_breaks_its_schema_is_refused_on_load(atlas, tmp_path):
+    path = tmp_path / "atlas"
+    with_sections(atlas).save(path)
+    manifest = _manifest(path)
+    del manifest["sections"]["clusters"]["n_clusters"]
+    _write_manifest(path, manifest)
+    with pytest.raises(AtlasFormatError, match="section 'clusters' cannot be read .*meta lacks "
+                                               "'n_clusters'"):
+        Atlas.load(path)

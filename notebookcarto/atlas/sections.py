@@ -1,0 +1,279 @@
+"""The registry of atlas sections: what each analysis stores, checked when a result is attached
+and when an atlas is loaded.
+
+A section is ``{"meta": JSON-ready dict, "arrays": {key: numpy array}}``. Its ``Schema`` names
+the result type that reads and writes it, the arrays (dtype and shape; dimensions are numbers,
+``"neurons"`` and ``"classes"`` of the atlas, other names that must agree within the section,
+or ``"*"`` for any) and the meta keys with their JSON types. ``docs/atlas-sections.md`` is
+generated from this registry (``markdown()``; a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["SCHEMAS", "Array", "AtlasFormatError", "Meta", "Schema", "markdown", "result_type",
+           "schema_of"]
+
+
+class AtlasFormatError(ValueError):
+    """The folder is not a readable atlas (missing, corrupt, truncated, from a newer version), or
+    a section does not follow its schema."""
+
+
+@dataclass(frozen=True)
+class Array:
+    """One array of a section: numpy ``dtype`` ("str" for text) and ``shape``."""
+
+    dtype: str
+    shape: tuple
+    doc: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Meta:
+    """One meta key of a section and its JSON type (dict, list, str, int, float, bool)."""
+
+    type: type | tuple
+    doc: str = ""
+    required: bool = True
+
+
+_JSON = {dict: "object", list: "list", str: "string", int: "integer", float: "number",
+         bool: "bool", type(None): "null"}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The layout of one section, the result type it holds and the call that makes it."""
+
+    name: str
+    result: str  # "module:Class", imported when first needed
+    call: str
+    needs: str
+    doc: str
+    arrays: dict = field(default_factory=dict)  # key (or pattern with *) -> Array
+    meta: dict = field(default_factory=dict)  # key -> Meta
+
+    def check(self, section, atlas) -> None:
+        """Raise ``AtlasFormatError`` naming the section when ``section`` does not follow the
+        schema for ``atlas`` (its neurons and classes)."""
+        where = f"section {self.name!r}"
+        if not (isinstance(section, dict) and isinstance(section.get("meta"), dict)
+                and isinstance(section.get("arrays"), dict)):
+            raise AtlasFormatError(f"{where} must be a dict with a 'meta' dict and an 'arrays' "
+                                   "dict")
+        meta, arrays = section["meta"], section["arrays"]
+        try:
+            json.dumps(meta, allow_nan=True)
+        except (TypeError, ValueError) as err:
+            raise AtlasFormatError(f"{where}: its meta cannot be saved as JSON ({err}); keep "
+                                   "meta to dicts, lists, strings, numbers, booleans and None")\
+                from None
+        for key, spec in self.meta.items():
+            if key not in meta:
+                if spec.required:
+                    raise AtlasFormatError(f"{where}: meta lacks {key!r}")
+                continue
+            types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+            value = meta[key]
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+            if float in types and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                wanted = " or ".join(_JSON.get(t, t.__name__) for t in types)
+                raise AtlasFormatError(f"{where}: meta {key!r} must be {wanted}, got "
+                                       f"{type(value).__name__}")
+        dims = {"neurons": len(atlas.neuron_ids), "classes": len(atlas.class_names)}
+        matched = set()
+        for pattern, spec in self.arrays.items():
+            keys = ([k for k in arrays if fnmatch.fnmatchcase(k, pattern)] if "*" in pattern
+                    else [pattern] if pattern in arrays else [])
+            if not keys and spec.required and "*" not in pattern:
+                raise AtlasFormatError(f"{where}: array {pattern!r} is missing")
+            for key in keys:
+                _check_array(where, key, arrays[key], spec, dims)
+            matched.update(keys)
+        extra = sorted(set(arrays) - matched)
+        if extra:
+            raise AtlasFormatError(f"{where}: arrays {extra} are not part of the section (it "
+                                   f"holds {sorted(self.arrays)})")
+
+
+def _check_array(where: str, key: str, array, spec: Array, dims: dict) -> None:
+    if not isinstance(array, np.ndarray):
+        raise AtlasFormatError(f"{where}: array {key!r} is a {type(array).__name__}, not a "
+                               "numpy array")
+    if array.dtype == object:
+        raise AtlasFormatError(f"{where}: array {key!r} has dtype object, which cannot be saved "
+                               "without pickle; use numbers or fixed-width text (astype(str))")
+    kind_ok = (array.dtype.kind == "U" if spec.dtype == "str"
+               else array.dtype == np.dtype(spec.dtype))
+    if not kind_ok:
+        raise AtlasFormatError(f"{where}: array {key!r} has dtype {array.dtype}, the schema "
+                               f"says {spec.dtype}")
+    if array.ndim != len(spec.shape):
+        raise AtlasFormatError(f"{where}: array {key!r} has shape {array.shape}, the schema "
+                               f"says {_shape_text(spec.shape)}")
+    for size, dim in zip(array.shape, spec.shape):
+        if dim == "*":
+            continue
+        expected = dim if isinstance(dim, int) else dims.setdefault(dim, size)
+        if size != expected:
+            raise AtlasFormatError(f"{where}: array {key!r} has shape {array.shape}, the schema "
+                                   f"says {_shape_text(spec.shape)} with {dim} = {expected}")
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+_PARAMS = Meta(dict, "the parameters the result was computed with")
+_GRAPHS = Meta(dict, "{class name: graph JSON} (see below)")
+
+SCHEMAS: dict[str, Schema] = {s.name: s for s in [
+    Schema("exemplar_concepts", "notebookcarto.analyses.concepts:ExemplarConcepts",
+           "analyses.exemplar_concepts(atlas, concept_table, concept_names)",
+           "image-level concept labels of the atlas's images",
+           "which labelled concepts each neuron's top images contain",
+           arrays={"shares": Array("float64", ("neurons", "concepts"),
+                                   "share of the neuron's top images holding each concept"),
+                   "base_rates": Array("float64", ("concepts",),
+                                       "share of all images holding each concept")},
+           meta={"concepts": Meta(list, "concept names")}),
+    Schema("patches", "notebookcarto.analyses.patches:Patches",
+           "analyses.example_patches(atlas, model, data)", "the data set the atlas was built on",
+           "example patches of every neuron, cropped over its receptive field",
+           arrays={"patches": Array("uint8", ("neurons", "n_patches", "size", "size", 3),
+                                    "the patches, best first"),
+                   "heatmaps": Array("uint8", ("neurons", "n_patches", "size", "size"),
+                                     "the neuron's map over each patch, 255 = its best top "
+                                     "value", required=False),
+                   "values": Array("float32", ("neurons", "n_patches"),
+                                   "spatial max of each patch's image (NaN: none)"),
+                   "images": Array("int64", ("neurons", "n_patches"),
+                                   "image id of each patch (-1: none)")},
+           meta={"size": Meta(int), "n_patches": Meta(int), "layers": Meta(list),
+                 "input_shape": Meta(list, "(C, H, W) the fields were measured for"),
+                 "heatmap_layers": Meta(list), "crop": Meta(str, '"clip" or "pad"'),
+                 "fill": Meta((list, type(None)), "null or the [r, g, b] padding"),
+                 "params": _PARAMS}),
+    Schema("clusters", "notebookcarto.analyses.clustering:Clusters",
+           "analyses.cluster_neurons(atlas, model, data)",
+           "the data set the atlas was built on (stage 2)",
+           "neuron clusters (MinHash-LSH over top-image sets, refined by where neurons fire); "
+           "adds the column `cluster`",
+           arrays={"cluster": Array("int64", ("neurons",), "cluster id, -1 for none"),
+                   "candidate": Array("int64", ("neurons",), "the stage-1 groups")},
+           meta={"params": _PARAMS, "n_clusters": Meta(int)}),
+    Schema("embedding", "notebookcarto.analyses.embedding:Embedding",
+           "analyses.embed_neurons(atlas)", "", "the neuron embedding and its 2-D projection",
+           arrays={"vectors": Array("float32", ("neurons", "dim")),
+                   "xy": Array("float32", ("neurons", 2)),
+                   "snapshot_vectors": Array("float32", ("snapshots", "neurons", "dim")),
+                   "snapshot_xy": Array("float32", ("snapshots", "neurons", 2))},
+           meta={"params": _PARAMS, "epochs": Meta(list, "the epoch of each snapshot"),
+                 "history": Meta(list, "loss per epoch")}),
+    Schema("influence", "notebookcarto.analyses.influence:Influence",
+           "analyses.count_influence(atlas, model, data)", "labels",
+           "Summit's influence counts I of layer pairs",
+           arrays={"counts/*": Array("int64", ("classes", "*", "*"),
+                                     "`counts/<later>|<earlier>`: (classes, C_later, "
+                                     "C_earlier), Summit's I")},
+           meta={"pairs": Meta(list, "[[earlier, later], ...]"), "estimator": Meta(str),
+                 "top_inputs": Meta(int), "params": _PARAMS}),
+    Schema("attribution_graphs", "notebookcarto.analyses.attribution_graph:AttributionGraphs",
+           "analyses.attribution_graphs(atlas)", "`influence`",
+           "one Summit attribution graph per class", meta={"params": _PARAMS, "graphs": _GRAPHS}),
+    Schema("cluster_graphs", "notebookcarto.analyses.cluster_graph:ClusterGraphs",
+           "analyses.cluster_graphs(atlas)", "`clusters` (edges from `influence` if present)",
+           "one graph of neuron clusters per class", meta={"params": _PARAMS,
+                                                           "graphs": _GRAPHS}),
+    Schema("class_embedding", "notebookcarto.analyses.class_embedding:ClassEmbedding",
+           "analyses.embed_classes(atlas)", "labels",
+           "Summit's class embedding per layer and the class similarity",
+           arrays={"xy": Array("float32", ("layers", "classes", 2)),
+                   "similarity": Array("float32", ("classes", "classes"),
+                                       "cosine of the classes' count vectors in A")},
+           meta={"layers": Meta(list), "params": _PARAMS}),
+    Schema("dissection", "notebookcarto.analyses.dissection:Dissection",
+           "analyses.dissect(model, concept_data, atlas.layers)", "concept data",
+           "Network Dissection of some layers; adds the columns `concept`, `category`, `iou`",
+           arrays={"thresholds/*": Array("float32", ("*",), "per layer: T_k of every unit"),
+                   "intersection/*": Array("int64", ("*", "concepts"), "per layer: I"),
+                   "area/*": Array("int64", ("*", "categories"), "per layer: A per category"),
+                   "top_images/*": Array("int64", ("*", "top_n"), "per layer: top image ids"),
+                   "top_values/*": Array("float32", ("*", "top_n"),
+                                         "per layer: their spatial maxima"),
+                   "ground": Array("int64", ("concepts",), "G: pixels of each concept")},
+           meta={"layers": Meta(list), "concepts": Meta(list),
+                 "concept_categories": Meta(list), "categories": Meta(list),
+                 "params": _PARAMS}),
+    Schema("dissection_gallery", "notebookcarto.analyses.dissection:DissectionGallery",
+           "analyses.dissection_gallery(model, concept_data, dissection)", "`dissection`",
+           "top images of dissected units with their masks overlaid",
+           arrays={"images/*": Array("uint8", ("*", "n_images", "height", "width", 3),
+                                     "per layer: the overlays"),
+                   "image_ids/*": Array("int64", ("*", "n_images"), "per layer: image ids "
+                                                                       "(-1: none)")},
+           meta={"layers": Meta(list), "params": _PARAMS}),
+]}
+
+
+def schema_of(name: str) -> Schema | None:
+    return SCHEMAS.get(name)
+
+
+def result_type(name: str) -> type:
+    """The result class of section ``name``."""
+    module, _, cls = SCHEMAS[name].result.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def markdown() -> str:
+    """docs/atlas-sections.md, generated from ``SCHEMAS``."""
+    lines = [
+        "# Atlas sections", "",
+        "<!-- generated from notebookcarto/atlas/sections.py: notebookcarto.atlas.sections."
+        "markdown() -->", "",
+        "Each analysis returns a result; `atlas.attach(result)` stores it as a section, "
+        "`atlas.get(ResultType)` (or the section name) gives it back, and `Atlas.load` rebuilds "
+        "it. A section is JSON-ready `meta` and numpy `arrays`, checked against the schema below "
+        "when a result is attached and when an atlas is loaded. Dimensions: `neurons` and "
+        "`classes` are the atlas's (`atlas.neuron_ids`, `atlas.class_names` order); other names "
+        "agree within a section; `*` is any size.", ""]
+    for s in SCHEMAS.values():
+        cls = s.result.rpartition(":")[2]
+        lines += [f"## `{s.name}`", "", f"{s.doc[0].upper()}{s.doc[1:]}.", "",
+                  f"Made by `{s.call}` → `{cls}`" + (f"; needs {s.needs}." if s.needs else "."),
+                  ""]
+        if s.arrays:
+            lines += ["| array | dtype | shape | |", "| --- | --- | --- | --- |"]
+            lines += [f"| `{k}` | {a.dtype} | {_shape_text(a.shape)} | "
+                      f"{a.doc}{'' if a.required else ' (optional)'} |"
+                      for k, a in s.arrays.items()]
+            lines.append("")
+        lines += ["| meta | type | |", "| --- | --- | --- |"]
+        for k, m in s.meta.items():
+            types = m.type if isinstance(m.type, tuple) else (m.type,)
+            lines.append(f"| `{k}` | {' or '.join(_JSON[t] for t in types)} | {m.doc} |")
+        lines.append("")
+    lines += [
+        "## Graph JSON", "",
+        "Attribution and cluster graphs alike:", "", "```json",
+        '{"class": "yellow stars on sky", "layers": ["block1", "block2"],',
+        ' "nodes": [{"id": "block2:7", "layer": "block2", "count": 120, "pagerank": 0.04,',
+        '            "x": 0.3, "y": 1.0, "members": ["block2:7"], "top_inputs": ["block1:3"]}],',
+        ' "edges": [{"source": "block1:3", "target": "block2:7", "weight": 57.0}]}', "```", "",
+        '`id` is a neuron id for neuron nodes and `"cluster:<n>@<layer>"` for cluster nodes (a '
+        "cluster spanning several layers has one node per layer; `members` lists the neurons; "
+        "cluster graph nodes also carry `kind`, `cluster`, `size` and `active`, edges a `kind`: "
+        '`"influence"` or `"coactivation"`); `source` is in the earlier (shallower) layer; `x`, '
+        "`y` come from the layered layout with deep layers on top (larger `y`).", ""]
+    return "\n".join(lines)
