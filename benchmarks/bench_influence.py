@@ -22,21 +22,21 @@ import torch
 
 from notebookcarto import Atlas
 from notebookcarto.analyses.attribution_graph import attribution_graphs
-from notebookcarto.analyses.influence import add_influence, collect_influence
+from notebookcarto.analyses.influence import collect_influence, count_influence
 from notebookcarto.capture import mappable_layers
-from notebookcarto.datasets.shared import find_shared
-from timing import timed
+from timing import shared_folder, timed
 
 
 def setup(n: int):
     """(model, dataset, class names, description), n images spread over the classes."""
-    shared = find_shared()
-    if shared is not None and (shared / "data/cifar10-test").is_dir():
+    shared = shared_folder()
+    if shared is not None:
         from notebookcarto.datasets.folder import cifar10_test
         from notebookcarto.models.resnet_cifar import load_resnet20
 
-        data = cifar10_test()
-        model, names = load_resnet20(), list(data.classes)
+        data = cifar10_test(shared / "data" / "cifar10-test")
+        model = load_resnet20(shared / "models" / "resnet20-cifar10.th")
+        names = list(data.classes)
         name = "resnet20 on CIFAR-10 test JPEGs"
     else:
         from notebookcarto.datasets.playground import ConceptPlayground
@@ -109,11 +109,11 @@ def main() -> None:
           f"{bare_part_t:.3f} s, ratio {grad_t / bare_part_t:.1f}")
 
     atlas = Atlas.build(model, batches, layers, class_names=names, progress=False)
-    add_influence(atlas, model, batches, pairs, progress=False)
+    atlas.attach(count_influence(atlas, model, batches, pairs, progress=False))
     attribution_graphs(atlas, progress=False)  # warm up
     graph_times = [timed(lambda: attribution_graphs(atlas, progress=False))
                    for _ in range(args.rounds)]
-    graphs = attribution_graphs(atlas, progress=False)
+    graphs = attribution_graphs(atlas, progress=False).graphs
     nodes = [len(g["nodes"]) for g in graphs.values()]
     edges = [len(g["edges"]) for g in graphs.values()]
     graphs_s = statistics.median(graph_times)

@@ -5,6 +5,8 @@ serialisation, the Atlas section and the errors for bad input."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,14 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from notebookcarto import Atlas
-from notebookcarto.analyses.influence import (InfluenceStats, add_influence, collect_influence,
-                                              conv_influence, gradient_influence,
-                                              influence_counts)
-from notebookcarto.capture import LayerError
+from notebookcarto.analyses.influence import (Influence, collect_influence, conv_influence,
+                                              count_influence, gradient_influence)
+from notebookcarto.capture import LayerError, ModelGuard
 from notebookcarto.models import PlaygroundCNN, resnet20
 from notebookcarto.testing import planted_model
 from notebookcarto.datasets import ConceptPlayground
-from notebookcarto.stats.influence import InfluenceCounts
+from notebookcarto.stats.influence import InfluenceCounts, InfluenceStats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 K = 5
@@ -100,30 +101,30 @@ def test_conv_influence_equals_brute_force_loop(conv):
     scale = torch.tensor([1.5, -0.5, 2.0, -1.0, 0.3])
     want = brute_conv_influence(x, w, scale, **conv)
     for chunk in (None, 50):  # 50 values: chunks of one input channel and a few images
-        got = conv_influence(x, w, scale=scale, chunk_elements=chunk, method="grouped", **conv)
+        got = conv_influence(x, w, scale=scale, chunk_elements=chunk, backend="torch", **conv)
         torch.testing.assert_close(got, want)
-    torch.testing.assert_close(conv_influence(x, w, scale=scale, method="fused", **conv), want)
+    torch.testing.assert_close(conv_influence(x, w, scale=scale, backend="numba", **conv), want)
 
 
-@pytest.mark.parametrize("method", ["grouped", "fused"])
-def test_conv_influence_padding_modes(method):
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_conv_influence_padding_modes(backend):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 7, 7, generator=g)
     w = torch.randn(2, 3, 3, 5, generator=g)
     want = brute_conv_influence(F.pad(x, (2, 2, 1, 1), mode="reflect"), w)
     torch.testing.assert_close(conv_influence(x, w, padding=(1, 2), padding_mode="reflect",
-                                              method=method), want)
-    torch.testing.assert_close(conv_influence(x, w, padding="same", method=method),
+                                              backend=backend), want)
+    torch.testing.assert_close(conv_influence(x, w, padding="same", backend=backend),
                                brute_conv_influence(x, w, padding=(1, 2)))
 
 
-@pytest.mark.parametrize("method", ["grouped", "fused"])
-def test_conv_pass_equals_brute_force(cnn_data, method):
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_conv_pass_equals_brute_force(cnn_data, backend):
     """The pass finds block2's conv, reads its real input (after the max-pool), folds the
     BatchNorm scale (negative entries included) and counts the top-k inputs per class."""
     model, x, y = cnn_data
     stats = collect_influence(model, batches(x, y), [("block1", "block2"), ("block2", "block3")],
-                              k=3, conv_method=method, progress=False)
+                              top_inputs=3, backend=backend, progress=False)
     assert stats.config["joins"]["block2|block1"] == {"conv": "block2.1", "call": 0,
                                                       "bn": "block2.2"}
     with torch.no_grad():
@@ -238,13 +239,13 @@ def test_influence_counts_reducer():
     g = torch.Generator().manual_seed(8)
     infl = torch.randn(6, 3, 7, generator=g)
     labels = torch.tensor([0, 1, 1, 2, 0, 2])
-    r = InfluenceCounts(3, 7, 3, k=4, min_influence=0.2)
+    r = InfluenceCounts(3, 7, 3, top_inputs=4, min_influence=0.2)
     r.update(infl[:4], labels[:4])
     r.update(infl[4:], labels[4:])
     np.testing.assert_array_equal(r.counts.numpy(), brute_counts(infl, labels, 3, 4, 0.2))
     np.testing.assert_array_equal(r.images.numpy(), [2, 2, 2])
-    with pytest.raises(ValueError, match="different k"):
-        r.merge(InfluenceCounts(3, 7, 3, k=5, min_influence=0.2))
+    with pytest.raises(ValueError, match="different top_inputs"):
+        r.merge(InfluenceCounts(3, 7, 3, top_inputs=5, min_influence=0.2))
     with pytest.raises(ValueError, match="shape"):
         r.update(torch.zeros(2, 3, 6), labels[:2])
 
@@ -261,8 +262,8 @@ def test_merge_and_state_dict(cnn_data):
     assert merged.n_images == 24
     with pytest.raises(ValueError, match="overlapping"):
         merged.merge(second)
-    with pytest.raises(ValueError, match="different k"):
-        first.merge(collect_influence(model, batches(x, y), pairs, k=2, index_offset=99,
+    with pytest.raises(ValueError, match="different top_inputs"):
+        first.merge(collect_influence(model, batches(x, y), pairs, top_inputs=2, index_offset=99,
                                       progress=False))
 
 
@@ -277,18 +278,69 @@ def test_model_is_left_as_it_was(cnn_data):
     assert not model.training
 
 
-def test_add_influence_section_survives_save_and_load(cnn_data, tmp_path):
+def test_model_is_guarded_once_per_pass(cnn_data, monkeypatch):
+    """One Capture block (one ModelGuard) for the probe and one for the whole pass, however many
+    batches; afterwards the model is exactly as before: values, gradients, requires_grad flags,
+    train mode and a user's own hooks on a joining conv, which still fire."""
+    model, x, y = cnn_data
+    model = copy.deepcopy(model).train()
+    conv = model.block2[1]
+    fired = []
+    conv.register_forward_pre_hook(lambda module, args: fired.append("pre"))
+    conv.register_forward_hook(lambda module, args, out: fired.append("post"))
+    conv.weight.grad = torch.full_like(conv.weight, 0.5)
+    model.block3[1].weight.requires_grad_(False)
+    values = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    flags = [p.requires_grad for p in model.parameters()]
+    modes = [m.training for m in model.modules()]
+    hooks = [(dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()]
+    enters = []
+    enter = ModelGuard.__enter__
+
+    def counting_enter(guard):
+        enters.append(guard)
+        return enter(guard)
+
+    monkeypatch.setattr(ModelGuard, "__enter__", counting_enter)
+    pairs = [("block1", "block2"), ("block2", "block3")]
+    counts = []
+    for size in (24, 4):  # one batch, then six
+        enters.clear()
+        stats = collect_influence(model, batches(x, y, size), pairs,
+                                  estimator=("conv", "gradient"), progress=False)
+        assert len(enters) == 2  # the probe's Capture and the pass's, not one per batch
+        counts.append([stats.counts(e, l, est) for est in ("conv", "gradient") for e, l in pairs])
+        assert values.keys() == model.state_dict().keys()
+        assert all(torch.equal(values[k], v) for k, v in model.state_dict().items())
+        for p, grad, flag in zip(model.parameters(), grads, flags):
+            assert p.requires_grad == flag
+            assert (p.grad is None) == (grad is None)
+            assert grad is None or torch.equal(p.grad, grad)
+        assert [m.training for m in model.modules()] == modes
+        assert [(dict(m._forward_hooks), dict(m._forward_pre_hooks))
+                for m in model.modules()] == hooks
+    assert all(torch.equal(a, b) for a, b in zip(*counts))
+    fired.clear()
+    with torch.no_grad():
+        model(x[:2])
+    assert fired == ["pre", "post"]
+
+
+def test_influence_result_survives_save_and_load(cnn_data, tmp_path):
     model, x, y = cnn_data
     atlas = Atlas.build(model, batches(x, y), ["block1", "block2", "block3"], progress=False)
-    stats = add_influence(atlas, model, batches(x, y), progress=False)
-    meta = atlas.sections["influence"]["meta"]
-    assert meta["pairs"] == [["block1", "block2"], ["block2", "block3"]]
-    assert (meta["estimator"], meta["k"]) == ("conv", 5)
+    result = atlas.attach(count_influence(atlas, model, batches(x, y), progress=False))
+    stats = collect_influence(model, batches(x, y), result.pairs, progress=False)
+    assert result.pairs == [("block1", "block2"), ("block2", "block3")]
+    assert (result.estimator, result.top_inputs) == ("conv", 5)
+    assert result.params["n_images"] == len(x)
     atlas.save(tmp_path / "atlas")
-    loaded = influence_counts(Atlas.load(tmp_path / "atlas"))
+    loaded = Atlas.load(tmp_path / "atlas").get(Influence)
+    assert loaded.pairs == result.pairs and loaded.params == result.params
     for e, l in stats.pairs:
-        assert loaded[(e, l)].dtype == np.int64
-        np.testing.assert_array_equal(loaded[(e, l)], stats.counts(e, l).numpy())
+        assert loaded.of(e, l).dtype == np.int64
+        np.testing.assert_array_equal(loaded.of(e, l), stats.counts(e, l).numpy())
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -314,8 +366,10 @@ def test_bad_input(cnn_data):
         collect_influence(model, data, [("block1", "block1")], progress=False)
     with pytest.raises(ValueError, match="no convolution reads"):  # block1 -> block3: two convs
         collect_influence(model, data, [("block1", "block3")], progress=False)
-    with pytest.raises(ValueError, match="no influence section|no 'influence' section"):
-        influence_counts(Atlas.build(model, data, ["block1"], progress=False))
+    with pytest.raises(KeyError, match="no 'influence' result yet: run atlas.attach"):
+        Atlas.build(model, data, ["block1"], progress=False).get(Influence)
+    with pytest.raises(ValueError, match="one layer"):
+        count_influence(Atlas.build(model, data, ["block1"], progress=False), model, data)
 
 
 def test_conv_estimator_refuses_mixed_channels():

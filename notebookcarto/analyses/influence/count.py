@@ -1,0 +1,52 @@
+"""``count_influence``: Summit's influence counts of an atlas's layer pairs, as an ``Influence``
+result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from torch import nn
+
+from .result import Influence
+from .run import ESTIMATORS, collect_influence
+
+if TYPE_CHECKING:
+    from ...atlas import Atlas
+
+__all__ = ["count_influence"]
+
+
+def count_influence(atlas: "Atlas", model: nn.Module, data,
+                    pairs: Sequence[tuple[str, str]] | None = None, *, estimator: str = "conv",
+                    top_inputs: int = 5, progress: bool = True, **options: Any) -> Influence:
+    """Summit's influence counts I of layer pairs over ``data`` (images with labels, e.g. the
+    data the atlas was built on), as an ``Influence`` result.
+
+    ``pairs`` defaults to consecutive atlas layers. ``estimator`` is one of "conv" and
+    "gradient" (the graphs read one set of counts); ``top_inputs`` is the number of top earlier
+    channels counted per later channel (Summit's k = 5); ``options`` go to
+    ``collect_influence`` (``stride``, ``min_influence``, ``fold_bn``, ``convs``,
+    ``chunk_elements``, ``backend``, ``batch_size``, ...). The class count is the atlas's.
+    """
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ValueError(f"count_influence takes one estimator from {ESTIMATORS}, got "
+                         f"{estimator!r}")
+    if atlas.stats.num_classes is None:
+        raise ValueError("this atlas has no class-wise statistics: build it from data that "
+                         "yields (images, labels)")
+    if pairs is None:
+        if len(atlas.layers) < 2:
+            raise ValueError(f"the atlas has one layer ({atlas.layers}): influence needs pairs "
+                             "of layers; pass pairs=[(earlier, later), ...]")
+        pairs = list(zip(atlas.layers[:-1], atlas.layers[1:]))
+    options.setdefault("num_classes", atlas.stats.num_classes)
+    if options["num_classes"] != atlas.stats.num_classes:
+        raise ValueError(f"num_classes={options['num_classes']} but the atlas has "
+                         f"{atlas.stats.num_classes} classes")
+    stats = collect_influence(model, data, pairs, estimator=estimator, top_inputs=top_inputs,
+                              progress=progress, **options)
+    c = stats.config
+    params = {key: c[key] for key in ("stride", "min_influence", "fold_bn", "skip_tokens",
+                                      "joins", "n_images", "channels")}
+    counts = {(e, l): stats.counts(e, l).cpu().numpy() for e, l in stats.pairs}
+    return Influence(counts, estimator, c["top_inputs"], params)
