@@ -1,16 +1,17 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures. Builders shared by several test files are in helpers.py."""
 
 from pathlib import Path
 
 import pytest
 
-from notebookcarto.datasets.shared import find_shared
+from helpers import shared_folder
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The shared data folder; skips the test when it is absent."""
-    folder = find_shared()
+    """The shared data folder (CIFAR-10 test JPEGs, the pretrained ResNet-20); skips the test
+    when it is absent."""
+    folder = shared_folder()
     if folder is None:
         pytest.skip(
             "../shared not found: set NOTEBOOKCARTO_SHARED to the folder holding "

@@ -1,5 +1,5 @@
 """Builders shared by the test files (imported as ``from helpers import ...``): model-free
-atlases, small playground atlases with every section, Broden-layout folders, the browser."""
+atlases, small playground atlases with every result, Broden-layout folders, the browser."""
 
 import csv
 import os
@@ -12,9 +12,22 @@ import torch
 from PIL import Image
 
 from notebookcarto import ActivationStats, Atlas
-from notebookcarto.analyses import attach_patches
+from notebookcarto.analyses import (AttributionGraphs, ClassEmbedding, ClusterGraphs, Clusters,
+                                    Dissection, Embedding, Influence, cluster_table,
+                                    example_patches)
 from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.models import PlaygroundCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_folder() -> Path | None:
+    """The shared data folder: ``$NOTEBOOKCARTO_SHARED`` or ``../shared`` beside the checkout,
+    when it holds the CIFAR-10 test images and the ResNet-20 weights."""
+    folder = Path(os.environ.get("NOTEBOOKCARTO_SHARED", ROOT.parent / "shared"))
+    ready = ((folder / "data" / "cifar10-test").is_dir()
+             and (folder / "models" / "resnet20-cifar10.th").is_file())
+    return folder if ready else None
 
 
 def atlas_from_aggregation(aggregation: dict, prefix: str = "class ") -> Atlas:
@@ -45,7 +58,7 @@ def small_atlas(n: int = 240, seed: int = 1, class_names=None, trained=None, lay
                                          batch_size=120)
     atlas = Atlas.build(trained, loader, layers, class_names=class_names or data.classes,
                         top_n=12, progress=False)
-    attach_patches(atlas, trained, data, k=9, size=24, progress=False)
+    atlas.attach(example_patches(atlas, trained, data, n_patches=9, size=24, progress=False))
     return atlas, trained, data
 
 
@@ -70,9 +83,9 @@ def hostile_atlas(class_names=None):
                        layers=[XSS, "block2", "block3", "block4"])
 
 
-def fake_sections(atlas, *, seed: int = 0, xss: bool = False) -> None:
-    """Add well-formed stand-ins for the clusters, embedding, influence, attribution graph,
-    cluster graph, class embedding and dissection sections (docs/atlas-sections.md)."""
+def fake_results(atlas, *, seed: int = 0, xss: bool = False) -> None:
+    """Attach well-formed stand-ins of the clusters, embedding, influence, attribution graphs,
+    cluster graphs, class embedding and dissection results (fast, with known values)."""
     rng = np.random.default_rng(seed)
     ids = atlas.neuron_ids
     n, layers, names = len(ids), atlas.layers, atlas.class_names
@@ -85,24 +98,20 @@ def fake_sections(atlas, *, seed: int = 0, xss: bool = False) -> None:
         for start in range(0, len(members) - 2, 3):
             cluster[members[start:start + 3]] = label
             label += 1
-    atlas.sections["clusters"] = {"meta": {"params": {"fake": True}, "neuron_columns": ["cluster"]},
-                                  "arrays": {"cluster": cluster}}
+    atlas.attach(Clusters(cluster, cluster.copy(), ids, cluster_table(atlas, cluster),
+                          {"fake": True}))
     centres = rng.normal(size=(label + 1, 2)) * 4
     xy = centres[np.where(cluster >= 0, cluster, label)] + rng.normal(size=(n, 2)) * 0.4
     snaps = np.stack([xy * f + rng.normal(size=(n, 2)) * (1 - f) * 3 for f in (0.2, 0.6)])
     vectors = np.concatenate([xy, rng.normal(size=(n, 6)) * 0.1], axis=1).astype(np.float32)
-    atlas.sections["embedding"] = {
-        "meta": {"params": {"fake": True}, "epochs": [1, 3]},
-        "arrays": {"vectors": vectors, "xy": xy.astype(np.float32),
-                   "snapshot_vectors": np.stack([vectors, vectors]),
-                   "snapshot_xy": snaps.astype(np.float32)}}
-    pairs = [[a, b] for a, b in zip(layers[:-1], layers[1:])]
+    atlas.attach(Embedding(vectors, xy.astype(np.float32), np.stack([vectors, vectors]),
+                           snaps.astype(np.float32), [1, 3], ids, {"fake": True}))
+    pairs = list(zip(layers[:-1], layers[1:]))
     counts = {}
     for a, b in pairs:
         ca, cb = atlas.stats.layers[a].channels, atlas.stats.layers[b].channels
-        counts[f"counts/{b}|{a}"] = rng.integers(0, 20, size=(k, cb, ca)).astype(np.int64)
-    atlas.sections["influence"] = {"meta": {"pairs": pairs, "estimator": "fake", "k": 5},
-                                   "arrays": counts}
+        counts[(a, b)] = rng.integers(0, 20, size=(k, cb, ca)).astype(np.int64)
+    atlas.attach(Influence(counts, "fake", 5, {}))
     graphs, cgraphs = {}, {}
     for c, cname in enumerate(names):
         nodes, edges, cnodes, cedges = [], [], [], []
@@ -113,12 +122,14 @@ def fake_sections(atlas, *, seed: int = 0, xss: bool = False) -> None:
             for j, nid in enumerate(top):
                 nodes.append({"id": nid, "layer": name, "count": float(40 - 7 * j + li),
                               "pagerank": 0.05, "x": (j + 0.5) / len(top), "y": float(li),
-                              "members": [nid], "top_inputs": kept[layers[li - 1]][:3] if li else []})
+                              "members": [nid],
+                              "top_inputs": kept[layers[li - 1]][:3] if li else []})
             clusters_here = sorted({int(cluster[ids.index(t)]) for t in top} - {-1})
             for cl in clusters_here:
                 members = [ids[i] for i in np.flatnonzero(cluster == cl)]
-                cnodes.append({"id": f"cluster:{cl}", "layer": name, "count": 30.0, "pagerank": 0.1,
-                               "x": 0.5, "y": float(li), "members": members, "top_inputs": []})
+                cnodes.append({"id": f"cluster:{cl}", "layer": name, "count": 30.0,
+                               "pagerank": 0.1, "x": 0.5, "y": float(li), "members": members,
+                               "top_inputs": []})
         for a, b in pairs:
             for s in kept[a]:
                 for t in kept[b]:
@@ -129,21 +140,38 @@ def fake_sections(atlas, *, seed: int = 0, xss: bool = False) -> None:
         for a, b in pairs:
             for s in by_layer.get(a, []):
                 for t in by_layer.get(b, []):
-                    cedges.append({"source": s, "target": t, "weight": float(rng.uniform(0.5, 5))})
+                    cedges.append({"source": s, "target": t,
+                                   "weight": float(rng.uniform(0.5, 5))})
         graphs[cname] = {"class": cname, "layers": layers, "nodes": nodes, "edges": edges}
         cgraphs[cname] = {"class": cname, "layers": layers, "nodes": cnodes, "edges": cedges}
-    atlas.sections["attribution_graphs"] = {"meta": {"graphs": graphs}, "arrays": {}}
-    atlas.sections["cluster_graphs"] = {"meta": {"graphs": cgraphs}, "arrays": {}}
-    atlas.sections["class_embedding"] = {
-        "meta": {"layers": layers},
-        "arrays": {"xy": rng.normal(size=(len(layers), k, 2)).astype(np.float32)}}
-    concepts = np.array(["red", "sky", "stripes", "", XSS if xss else "grass"])
-    concept = concepts[rng.integers(0, len(concepts), size=n)]
-    atlas.sections["dissection"] = {
-        "meta": {"params": {}, "concepts": sorted(set(concepts) - {""}), "categories": ["colour"],
-                 "summary": {}, "neuron_columns": ["concept", "category", "iou"]},
-        "arrays": {"concept": concept, "category": np.where(concept == "", "", "colour"),
-                   "iou": rng.uniform(0, 0.3, size=n)}}
+    atlas.attach(AttributionGraphs(graphs, {"fake": True}))
+    atlas.attach(ClusterGraphs(cgraphs, {"fake": True}))
+    similarity = rng.uniform(0, 1, size=(k, k)).astype(np.float32)
+    atlas.attach(ClassEmbedding(rng.normal(size=(len(layers), k, 2)).astype(np.float32),
+                                (similarity + similarity.T) / 2, list(layers), {"fake": True}))
+    atlas.attach(fake_dissection(atlas, rng, ["red", "sky", "stripes", XSS if xss else "grass"]))
+
+
+def fake_dissection(atlas, rng, concepts) -> Dissection:
+    """A dissection of every atlas layer in which each unit is a detector of a random one of
+    ``concepts`` (IoU 10 / 70), or of none; one category, "colour"."""
+    k = len(concepts)
+    per_layer = {kind: {} for kind in ("thresholds", "intersection", "area", "top_images",
+                                       "top_values")}
+    for name in atlas.layers:
+        c = atlas.stats.layers[name].channels
+        pick = rng.integers(0, k + 1, size=c)  # k: no concept
+        inter = np.zeros((c, k), np.int64)
+        inter[np.flatnonzero(pick < k), pick[pick < k]] = 10
+        per_layer["thresholds"][name] = np.zeros(c, np.float32)
+        per_layer["intersection"][name] = inter
+        per_layer["area"][name] = np.full((c, 1), 40, np.int64)
+        per_layer["top_images"][name] = np.full((c, 1), -1, np.int64)
+        per_layer["top_values"][name] = np.zeros((c, 1), np.float32)
+    return Dissection(layers=list(atlas.layers), concepts=list(concepts),
+                      concept_categories=["colour"] * k, categories=["colour"],
+                      ground=np.full(k, 40, np.int64), params={"iou_threshold": 0.04},
+                      **per_layer)
 
 
 # ---- Broden-layout folders -------------------------------------------------------------------

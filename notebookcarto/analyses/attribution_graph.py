@@ -1,25 +1,66 @@
-"""Summit's per-class attribution graphs (REFERENCE section 1.3), built with igraph.
+"""Summit's per-class attribution graphs (Hohman et al., IEEE VIS 2019), built with igraph.
 
 For class y: a graph over all channels of the chosen layers, with edges from the influence
-counts I (``add_influence``), personalised PageRank with the personalisation taken from the
+counts I (``count_influence``), personalised PageRank with the personalisation taken from the
 activation aggregation A, one PageRank-mass threshold over all layers (raised until every layer
 but the first keeps a node with a kept in-edge), and a layered Sugiyama layout with the deep layers
-on top. The graph JSON is the one in docs/atlas-sections.md.
+on top. The graph JSON is the one in docs/atlas-sections.md; ``attribution_graphs`` gives every
+class's graph as an ``AttributionGraphs`` result.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import igraph as ig
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .influence import influence_counts
+from .influence import Influence
+from .result import Result
 
-SECTION = "attribution_graphs"
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+
+__all__ = ["DIRECTIONS", "AttributionGraph", "AttributionGraphs", "GraphOptions",
+           "attribution_graph", "attribution_graphs", "graph_frames"]
+
 DIRECTIONS = ("backward", "forward")
+
+
+@dataclass
+class AttributionGraphs(Result):
+    """Summit's attribution graphs of several classes (``attribution_graphs``): ``graphs``
+    {class name: graph JSON (docs/atlas-sections.md)} and the ``params`` they were made with."""
+
+    graphs: dict
+    params: dict = field(default_factory=dict)
+
+    section: ClassVar[str] = "attribution_graphs"
+
+    def frames(self, cls: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(nodes, edges) DataFrames of one class's graph (by name)."""
+        if cls not in self.graphs:
+            raise KeyError(f"no attribution graph of class {cls!r}: there are graphs of "
+                           f"{list(self.graphs)[:10]}")
+        return graph_frames(self.graphs[cls])
+
+    def to_section(self) -> dict:
+        return {"meta": {"graphs": self.graphs, "params": dict(self.params)}, "arrays": {}}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "AttributionGraphs":
+        return cls(dict(section["meta"]["graphs"]), dict(section["meta"]["params"]))
+
+    def check(self, atlas: "Atlas") -> None:
+        unknown = [c for c in self.graphs if c not in atlas.class_names]
+        if unknown:
+            raise ValueError(f"attribution graphs of classes {unknown[:5]} that the atlas lacks")
+
+    def __repr__(self) -> str:
+        return f"AttributionGraphs({len(self.graphs)} classes)"
 
 
 class AttributionGraph(NamedTuple):
@@ -39,7 +80,7 @@ class _Plan:
         if atlas.stats.num_classes is None:
             raise ValueError("this atlas has no class-wise statistics (A): build it from a "
                              "loader that yields (images, labels)")
-        self.counts = influence_counts(atlas)
+        self.counts = {pair: np.asarray(c) for pair, c in atlas.get(Influence).counts.items()}
         pair_layers = list(dict.fromkeys(n for pair in self.counts for n in pair))
         if layers is None:
             layers = [n for n in atlas.layers if n in pair_layers]
@@ -59,8 +100,9 @@ class _Plan:
         lonely = [n for n in layers if n not in linked]
         if len(layers) > 1 and lonely:
             raise ValueError(f"graph layer(s) {lonely} are linked to no other graph layer by the "
-                             f"influence pairs {[list(p) for p in self.counts]}: run add_influence "
-                             "with pairs that join them, or leave them out of layers=")
+                             f"influence pairs {[list(p) for p in self.counts]}: run "
+                             "count_influence with pairs that join them, or leave them out of "
+                             "layers=")
         level = {n: 0 for n in layers}
         for _ in layers:  # longest path from the shallowest layers
             for e, l in links:
@@ -74,7 +116,7 @@ class _Plan:
                 if name in self.channels and self.channels[name] != c:
                     raise ValueError(f"the influence counts of ({e!r}, {l!r}) have {c} channels "
                                      f"for {name!r}, the atlas {self.channels[name]}: run "
-                                     "add_influence again for this atlas")
+                                     "count_influence again for this atlas")
         self.offset = dict(zip(self.layers, np.cumsum([0] + [self.channels[n]
                                                              for n in self.layers])[:-1]))
         self.ids = [f"{n}:{c}" for n in self.layers for c in range(self.channels[n])]
@@ -84,14 +126,34 @@ class _Plan:
                             for n in self.layers}
 
 
-def attribution_graph(atlas, cls, *, layers=None, damping: float = 0.85, mass: float = 0.075,
-                      mass_step: float = 0.005, top_inputs: int = 3, direction: str = "backward",
-                      two_hop_edges: int | None = None, _plan: _Plan | None = None
-                      ) -> AttributionGraph:
+@dataclass(frozen=True)
+class GraphOptions:
+    """The parameters of an attribution graph (Summit's defaults); see ``attribution_graph``."""
+
+    damping: float = 0.85
+    mass: float = 0.075
+    mass_step: float = 0.005
+    listed_inputs: int = 3
+    direction: str = "backward"
+    two_hop_edges: int | None = None
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if not 0 < self.damping < 1:
+            raise ValueError(f"damping must be in (0, 1), got {self.damping}")
+        if not (0 < self.mass <= 1 and self.mass_step > 0):
+            raise ValueError(f"need 0 < mass <= 1 and mass_step > 0, got {self.mass} and "
+                             f"{self.mass_step}")
+
+
+def attribution_graph(atlas: "Atlas", cls, *, layers=None, **options) -> AttributionGraph:
     """Summit's attribution graph of class ``cls`` (index or name).
 
-    Needs ``add_influence`` first. ``layers``: the graph's layers (default: the atlas layers in
-    the influence pairs); pair layers left out act as bottlenecks: for E -> B -> L with B not
+    Needs an ``Influence`` result attached (``count_influence``) first. ``options`` are those of
+    ``GraphOptions`` (Summit's defaults). ``layers``: the graph's layers (default: the atlas
+    layers in the influence pairs); pair layers left out act as bottlenecks: for E -> B -> L with
+    B not
     shown, the edge i -> j gets weight max over b of min(I[j][b], I[b][i]), keeping per channel j
     only its top ``two_hop_edges`` such edges (default: the mean number of non-zero direct
     in-edges per channel of L). Where a direct and a two-hop edge join the same channels, the
@@ -106,33 +168,30 @@ def attribution_graph(atlas, cls, *, layers=None, damping: float = 0.85, mass: f
     holds ``mass`` of the total (ties kept, zero-PageRank nodes never), and the edges between kept
     nodes; while a layer other than the first keeps no node with a kept in-edge, raise ``mass``
     by ``mass_step`` (Summit: 0.075 and 0.005). Nodes carry their count A^l[y, c], PageRank,
-    layout position (x, y in [0, 1]; deep layers on top, y = 1) and their ``top_inputs`` raw
-    inputs by I (which may lie outside the graph). A class without counts in A (no images)
-    gives an empty graph.
+    layout position (x, y in [0, 1]; deep layers on top, y = 1) and their ``listed_inputs``
+    largest raw inputs by I (``top_inputs``, which may lie outside the graph). A class without
+    counts in A (no images) gives an empty graph.
     """
-    plan = _plan if _plan is not None else _Plan(atlas, layers)
-    y = atlas.class_index(cls)
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if not 0 < damping < 1:
-        raise ValueError(f"damping must be in (0, 1), got {damping}")
-    if not (0 < mass <= 1 and mass_step > 0):
-        raise ValueError(f"need 0 < mass <= 1 and mass_step > 0, got {mass} and {mass_step}")
+    return _graph(_Plan(atlas, layers), atlas, atlas.class_index(cls), GraphOptions(**options))
 
+
+def _graph(plan: _Plan, atlas, y: int, options: GraphOptions) -> AttributionGraph:
     reset = np.concatenate([_personalisation(plan.aggregation[n][y]) for n in plan.layers])
-    src, dst, weight = _edges(plan, y, two_hop_edges)
+    src, dst, weight = _edges(plan, y, options.two_hop_edges)
     name = atlas.class_names[y]
+    n_inputs, mass = options.listed_inputs, options.mass
     if reset.sum() <= 0:  # the class has no images in the aggregation
         pagerank = np.zeros(len(plan.ids))
         return _result(plan, y, name, np.zeros(len(plan.ids), bool), pagerank, src, dst,
-                       weight, mass, top_inputs)
+                       weight, mass, n_inputs)
+    backward = options.direction == "backward"
     graph = ig.Graph(n=len(plan.ids), directed=True,
-                     edges=list(zip(dst, src) if direction == "backward" else zip(src, dst)))
+                     edges=list(zip(dst, src) if backward else zip(src, dst)))
     pagerank = np.asarray(graph.personalized_pagerank(
-        reset=(reset / reset.sum()).tolist(), damping=damping, directed=True,
+        reset=(reset / reset.sum()).tolist(), damping=options.damping, directed=True,
         weights=weight.tolist() if len(weight) else None))
-    keep, mass = _threshold(plan, pagerank, src, dst, mass, mass_step)
-    return _result(plan, y, name, keep, pagerank, src, dst, weight, mass, top_inputs)
+    keep, mass = _threshold(plan, pagerank, src, dst, mass, options.mass_step)
+    return _result(plan, y, name, keep, pagerank, src, dst, weight, mass, n_inputs)
 
 
 def _personalisation(row: np.ndarray) -> np.ndarray:
@@ -269,22 +328,15 @@ def graph_frames(data: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return nodes, edges
 
 
-def attribution_graphs(atlas, classes=None, *, progress: bool = True, **params) -> dict:
-    """Graph JSON of several classes (default: all): {class name: graph dict}. ``params`` as in
-    ``attribution_graph``."""
-    plan = _Plan(atlas, params.pop("layers", None))
+def attribution_graphs(atlas: "Atlas", classes=None, *, layers=None, progress: bool = True,
+                       **options) -> AttributionGraphs:
+    """The attribution graphs of several classes (default: all), as ``AttributionGraphs``;
+    ``layers`` and ``options`` (``GraphOptions``) as in ``attribution_graph``."""
+    plan = _Plan(atlas, layers)
+    chosen = GraphOptions(**options)
     classes = range(len(atlas.class_names)) if classes is None else classes
     graphs = {}
     for cls in tqdm(list(classes), desc="attribution graphs", disable=not progress):
-        graph = attribution_graph(atlas, cls, _plan=plan, **params)
+        graph = _graph(plan, atlas, atlas.class_index(cls), chosen)
         graphs[graph.data["class"]] = graph.data
-    return graphs
-
-
-def add_attribution_graphs(atlas, classes=None, *, progress: bool = True, **params) -> dict:
-    """Compute the graphs of all classes (or ``classes``) and store them in
-    ``atlas.sections["attribution_graphs"]`` (meta ``graphs``: {class name: graph JSON},
-    ``params``). Returns the graphs."""
-    graphs = attribution_graphs(atlas, classes, progress=progress, **params)
-    atlas.sections[SECTION] = {"meta": {"graphs": graphs, "params": dict(params)}, "arrays": {}}
-    return graphs
+    return AttributionGraphs(graphs, dict(asdict(chosen), layers=list(plan.layers)))

@@ -1,18 +1,59 @@
-"""Summit's class embedding (REFERENCE section 1.4) and class similarity for the class table.
+"""Summit's class embedding and class similarity (Hohman et al., IEEE VIS 2019).
 
 Per layer, a 2-D UMAP of the rows of the aggregation matrix A (one point per class, cosine
 metric); each layer after the first starts from the previous layer's layout, so points move
-little when the view switches layer.
+little when the view switches layer. The class similarity (cosine of the classes' count vectors)
+orders the class sidebar.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
-SECTION = "class_embedding"
+from .result import Result
+
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+
+__all__ = ["ClassEmbedding", "class_layouts", "class_similarity", "embed_classes",
+           "similarity_matrix"]
+
+
+@dataclass
+class ClassEmbedding(Result):
+    """Summit's class embedding (``embed_classes``): ``xy`` float32 (layers, classes, 2), one
+    layout per layer in ``layers``, and ``similarity`` float32 (classes, classes), the cosine of
+    the classes' count vectors in A over those layers."""
+
+    xy: np.ndarray
+    similarity: np.ndarray
+    layers: list
+    params: dict = field(default_factory=dict)
+
+    section: ClassVar[str] = "class_embedding"
+
+    def to_section(self) -> dict:
+        return {"meta": {"layers": list(self.layers), "params": dict(self.params)},
+                "arrays": {"xy": self.xy, "similarity": self.similarity}}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "ClassEmbedding":
+        return cls(section["arrays"]["xy"], section["arrays"]["similarity"],
+                   list(section["meta"]["layers"]), dict(section["meta"]["params"]))
+
+    def check(self, atlas: "Atlas") -> None:
+        missing = [n for n in self.layers if n not in atlas.layers]
+        if missing or len(self.layers) != len(self.xy):
+            raise ValueError(f"the class embedding's layers {self.layers} do not match its "
+                             f"{len(self.xy)} layouts or the atlas's layers {atlas.layers}")
+
+    def __repr__(self) -> str:
+        return f"ClassEmbedding({len(self.layers)} layers, {self.xy.shape[1]} classes)"
 
 
 def _aggregation(atlas, layer: str) -> np.ndarray:
@@ -24,9 +65,9 @@ def _aggregation(atlas, layer: str) -> np.ndarray:
     return atlas.stats.layers[layer].aggregation.counts.cpu().numpy().astype(np.float64)
 
 
-def class_embedding(atlas, layers=None, *, n_neighbors: int = 15, min_dist: float = 0.1,
-                    metric: str = "cosine", seed: int = 0, n_epochs: int | None = None,
-                    learning_rate: float = 1.0) -> np.ndarray:
+def class_layouts(atlas: "Atlas", layers=None, *, n_neighbors: int = 15, min_dist: float = 0.1,
+                  metric: str = "cosine", seed: int = 0, n_epochs: int | None = None,
+                  learning_rate: float = 1.0) -> np.ndarray:
     """(layers, classes, 2) float32 class positions, one UMAP per layer (default: all atlas
     layers, in order) of the rows of A with ``metric``, ``n_neighbors`` (capped at classes - 1),
     ``min_dist`` and ``seed``; the first layer starts from UMAP's spectral layout, each later
@@ -76,28 +117,33 @@ def _normalise(xy: np.ndarray) -> np.ndarray:
     return xy / radius if radius > 0 else xy
 
 
-def add_class_embedding(atlas, layers=None, **params) -> np.ndarray:
-    """Compute ``class_embedding`` and store it in ``atlas.sections["class_embedding"]`` (meta
-    ``layers``, ``params``; array ``xy`` (layers, classes, 2) float32). Returns ``xy``."""
+def embed_classes(atlas: "Atlas", layers=None, **params) -> ClassEmbedding:
+    """Summit's class embedding of ``layers`` (default: all atlas layers; ``params`` go to
+    ``class_layouts``) with the class similarity over the same layers, as a
+    ``ClassEmbedding``."""
     layers = list(atlas.layers if layers is None else layers)
-    xy = class_embedding(atlas, layers, **params)
-    atlas.sections[SECTION] = {"meta": {"layers": layers, "params": dict(params)},
-                               "arrays": {"xy": xy}}
-    return xy
+    xy = class_layouts(atlas, layers, **params)
+    similarity = similarity_matrix(atlas, layers).astype(np.float32)
+    return ClassEmbedding(xy, similarity, layers, dict(params))
 
 
-def class_similarity(atlas, cls, layers=None) -> pd.Series:
+def similarity_matrix(atlas: "Atlas", layers=None) -> np.ndarray:
+    """(classes, classes) float64 cosine similarity of the classes' count vectors (rows of A
+    of ``layers``, default all, concatenated); 0 where a class has no counts."""
+    layers = list(atlas.layers if layers is None else [layers] if isinstance(layers, str)
+                  else layers)
+    rows = np.concatenate([_aggregation(atlas, n) for n in layers], axis=1)
+    norm = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit = rows / np.where(norm > 0, norm, 1)
+    return unit @ unit.T
+
+
+def class_similarity(atlas: "Atlas", cls, layers=None) -> pd.Series:
     """Cosine similarity of every class to ``cls`` (index or name) over the count vectors of A
     (rows of A of ``layers``, default all, concatenated), one value per class in class order;
     0 where a class has no counts. Summit's sidebar compared vectors of top-channel indices
     instead of counts (a known defect); this compares the counts."""
     y = atlas.class_index(cls)
-    layers = list(atlas.layers if layers is None else [layers] if isinstance(layers, str)
-                  else layers)
-    rows = np.concatenate([_aggregation(atlas, n) for n in layers], axis=1)
-    norms = np.linalg.norm(rows, axis=1)
-    dots = rows @ rows[y]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.where(norms * norms[y] > 0, dots / (norms * norms[y]), 0.0)
+    sim = similarity_matrix(atlas, layers)[y]
     return pd.Series(sim, index=pd.RangeIndex(len(sim), name="class"),
                      name=f"similarity to {atlas.class_names[y]}")

@@ -1,20 +1,55 @@
-"""Per-class graphs of neuron clusters (NeuroCartography's graph view, REFERENCE section 2.5).
+"""Per-class graphs of neuron clusters (NeuroCartography's graph view; Park et al., IEEE VIS
+2021).
 
 For one class: the top ``top_fraction`` of each layer's neurons by Summit's count A, each replaced
 by its cluster (from ``cluster_neurons``); edges join nodes of consecutive layers. Output as
-pandas DataFrames and as the graph JSON of docs/atlas-sections.md.
+pandas DataFrames and as the graph JSON of docs/atlas-sections.md; ``cluster_graphs`` gives every
+class's graph as a ``ClusterGraphs`` result.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from .clustering import cluster_labels
+from .clustering import Clusters
+from .influence import Influence
+from .result import Result
 
-SECTION = "cluster_graphs"
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+
+__all__ = ["ClusterGraphs", "cluster_graph", "cluster_graphs"]
+
+
+@dataclass
+class ClusterGraphs(Result):
+    """Cluster graphs of several classes (``cluster_graphs``): ``graphs`` {class name: graph
+    JSON (docs/atlas-sections.md)} and the ``params`` they were made with."""
+
+    graphs: dict
+    params: dict = field(default_factory=dict)
+
+    section: ClassVar[str] = "cluster_graphs"
+
+    def to_section(self) -> dict:
+        return {"meta": {"graphs": self.graphs, "params": dict(self.params)}, "arrays": {}}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "ClusterGraphs":
+        return cls(dict(section["meta"]["graphs"]), dict(section["meta"]["params"]))
+
+    def check(self, atlas: "Atlas") -> None:
+        unknown = [c for c in self.graphs if c not in atlas.class_names]
+        if unknown:
+            raise ValueError(f"cluster graphs of classes {unknown[:5]} that the atlas lacks")
+
+    def __repr__(self) -> str:
+        return f"ClusterGraphs({len(self.graphs)} classes)"
 
 
 def _counts(atlas, k: int) -> dict[str, np.ndarray]:
@@ -25,15 +60,13 @@ def _counts(atlas, k: int) -> dict[str, np.ndarray]:
 
 def _influence(atlas, earlier: str, later: str, k: int):
     """Summit's I[k] (C_later, C_earlier) for a layer pair, or None when not computed."""
-    section = atlas.sections.get("influence")
-    if section is None:
+    if not atlas.has(Influence):
         return None
-    array = section.get("arrays", {}).get(f"counts/{later}|{earlier}")
-    return None if array is None else np.asarray(array)[k]
+    counts = atlas.get(Influence).counts.get((earlier, later))
+    return None if counts is None else np.asarray(counts)[k]
 
 
-def _nodes(atlas, labels, counts, top_fraction, max_active):
-    ids = atlas.neuron_ids
+def _nodes(atlas, labels, counts, top_fraction, listed_members):
     offset = 0
     widths = [layer.channels for layer in atlas.stats.layers.values()]
     layer_of = np.repeat(np.arange(len(widths)), widths)
@@ -64,7 +97,7 @@ def _nodes(atlas, labels, counts, top_fraction, max_active):
                 "cluster": int(lab[c]), "channels": members, "size": len(members),
                 "count": float(np.mean(a[members])),
                 "members": [f"{layer}:{m}" for m in members],
-                "active": [f"{layer}:{m}" for m in by_count if a[m] > 0][:max_active]})
+                "active": [f"{layer}:{m}" for m in by_count if a[m] > 0][:listed_members]})
         offset += channels
     return nodes
 
@@ -118,13 +151,13 @@ def _pagerank(nodes, edges, damping):
                                    weights=[e["weight"] for e in edges])
 
 
-def cluster_graph(atlas, cls, *, top_fraction: float = 0.1, max_active: int = 10,
+def cluster_graph(atlas: "Atlas", cls, *, top_fraction: float = 0.1, listed_members: int = 10,
                   image_labels=None, damping: float = 0.85):
     """The cluster graph of one class (``cls``: index or name).
 
     Nodes: the top ``top_fraction`` of each layer's neurons by A for the class (only A > 0),
     each replaced by its cluster's members in that layer (``members``; ``active``: those with
-    A > 0, most counted first, at most ``max_active``; ``count``: mean A over the members).
+    A > 0, most counted first, at most ``listed_members``; ``count``: mean A over the members).
     Unclustered neurons are single-neuron nodes with their neuron id; a cluster node's id is
     ``"cluster:<n>"``, or ``"cluster:<n>@<layer>"`` when the cluster spans several layers.
     Edges: between nodes of consecutive layers of the atlas, weight
@@ -139,9 +172,9 @@ def cluster_graph(atlas, cls, *, top_fraction: float = 0.1, max_active: int = 10
     k = atlas.class_index(cls)
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction!r}")
-    labels = cluster_labels(atlas)
+    labels = np.asarray(atlas.get(Clusters).labels, dtype=np.int64)
     counts = _counts(atlas, k)
-    nodes = _nodes(atlas, labels, counts, top_fraction, max_active)
+    nodes = _nodes(atlas, labels, counts, top_fraction, listed_members)
 
     keep_images = None
     if image_labels is not None:
@@ -201,21 +234,15 @@ def cluster_graph(atlas, cls, *, top_fraction: float = 0.1, max_active: int = 10
     return node_df, edge_df, graph
 
 
-def cluster_graphs(atlas, classes=None, *, store: bool = True, **options) -> dict:
-    """``cluster_graph`` for every class (or those in ``classes``); returns {class name: graph
-    JSON} and stores it in the atlas section ``"cluster_graphs"``. ``options`` go to
-    ``cluster_graph``."""
+def cluster_graphs(atlas: "Atlas", classes=None, **options) -> ClusterGraphs:
+    """``cluster_graph`` for every class (or those in ``classes``), as ``ClusterGraphs``
+    ({class name: graph JSON}); ``options`` go to ``cluster_graph``."""
     chosen = range(len(atlas.class_names)) if classes is None else classes
     graphs = {}
     for cls in chosen:
         k = atlas.class_index(cls)
         graphs[atlas.class_names[k]] = cluster_graph(atlas, k, **options)[2]
-    if store:
-        params = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                  for k, v in options.items() if k != "image_labels"}
-        params["class_images_only"] = options.get("image_labels") is not None
-        atlas.sections[SECTION] = {"meta": {"graphs": graphs, "params": params}, "arrays": {}}
-    return graphs
-
-
-__all__ = ["cluster_graph", "cluster_graphs"]
+    params = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+              for k, v in options.items() if k != "image_labels"}
+    params["class_images_only"] = options.get("image_labels") is not None
+    return ClusterGraphs(graphs, params)

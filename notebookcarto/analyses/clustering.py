@@ -1,30 +1,37 @@
-"""Neuron clusters (NeuroCartography, REFERENCE sections 2.2 and 2.3).
+"""Neuron clusters (NeuroCartography: Park, Hohman, Robinson, Chau, IEEE VIS 2021).
 
 Stage 1 groups neurons whose top-image sets are similar (MinHash-LSH, ``analyses.minhash``);
 stage 2 splits each candidate group by where its members fire, using one extra forward pass over a
-sample of the group's top images. The result is a cluster id per neuron, stored in the atlas
-section ``"clusters"`` (see docs/atlas-sections.md).
+sample of the group's top images. The result, ``Clusters``, holds a cluster id per neuron;
+attached to an atlas it adds the column ``cluster`` to ``atlas.neurons``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..capture import Capture, as_channels, model_device
+from ..datasets.items import image_data
 from .minhash import band_ids, check_bands, components, lsh_clusters, union_find
+from .result import Result
 
-SECTION = "clusters"
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+
+__all__ = ["Clusters", "cluster_neurons", "cluster_table", "refine_clusters", "top_sets"]
 
 
 # ------------------------------------------------------------------ inputs
 
 
-def top_sets(atlas, device=None) -> torch.Tensor:
+def top_sets(atlas: "Atlas", device=None) -> torch.Tensor:
     """The top-image sets of all neurons as an int64 tensor (neurons, N), rows in
     ``atlas.neuron_ids`` order, with clear errors when the statistics cannot give them."""
     stats = getattr(atlas, "stats", None)
@@ -42,8 +49,8 @@ def top_sets(atlas, device=None) -> torch.Tensor:
 
 
 @dataclass
-class ClusterResult:
-    """Clusters of neurons.
+class Clusters(Result):
+    """Clusters of neurons (``cluster_neurons``).
 
     Attributes:
         labels: int64 (neurons,), cluster id per neuron in ``neuron_ids`` order, -1 for none.
@@ -60,6 +67,8 @@ class ClusterResult:
     table: pd.DataFrame
     params: dict = field(default_factory=dict)
 
+    section: ClassVar[str] = "clusters"
+
     @property
     def n_clusters(self) -> int:
         return int(self.labels.max()) + 1 if self.labels.size else 0
@@ -68,38 +77,58 @@ class ClusterResult:
         """The neuron ids of one cluster."""
         return [self.neuron_ids[i] for i in np.flatnonzero(self.labels == cluster)]
 
+    def to_section(self) -> dict:
+        return {"meta": {"params": dict(self.params), "n_clusters": self.n_clusters},
+                "arrays": {"cluster": np.asarray(self.labels, np.int64),
+                           "candidate": np.asarray(self.candidates, np.int64)}}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas") -> "Clusters":
+        labels = section["arrays"]["cluster"]
+        return cls(labels, section["arrays"]["candidate"], atlas.neuron_ids,
+                   cluster_table(atlas, labels), dict(section["meta"]["params"]))
+
+    def check(self, atlas: "Atlas") -> None:
+        if list(self.neuron_ids) != atlas.neuron_ids:
+            raise ValueError("these clusters are of another atlas's neurons: cluster this atlas")
+
+    def neuron_columns(self, atlas: "Atlas") -> dict[str, np.ndarray]:
+        return {"cluster": self.labels}
+
     def __repr__(self) -> str:
         clustered = int((self.labels >= 0).sum())
-        return (f"ClusterResult({self.n_clusters} clusters holding {clustered} of "
-                f"{len(self.labels)} neurons; {int(self.candidates.max()) + 1} stage-1 groups)")
+        groups = int(self.candidates.max()) + 1 if self.candidates.size else 0
+        return (f"Clusters({self.n_clusters} clusters holding {clustered} of "
+                f"{len(self.labels)} neurons; {groups} stage-1 groups)")
 
 
 # ------------------------------------------------------------------ public entry point
 
 
-def cluster_neurons(atlas, model=None, dataset=None, *, rows: int = 2, bands: int = 100,
-                    refine: bool = True, sample: int = 100, refine_rows: int = 5,
-                    refine_bands: int = 30, ratio: float = 0.03, min_activation: float = 0.0,
-                    batch_size: int = 64, seed: int = 0, backend: str = "auto",
-                    store: bool = True, progress: bool = True) -> ClusterResult:
-    """Cluster the atlas's neurons as NeuroCartography does, and store the result in the atlas
-    (section ``"clusters"``; ``atlas.neurons`` gains a ``cluster`` column).
+def cluster_neurons(atlas: "Atlas", model: nn.Module | None = None, data=None, *,
+                    rows: int = 2, bands: int = 100, refine: bool = True,
+                    refine_images: int = 100, refine_rows: int = 5, refine_bands: int = 30,
+                    ratio: float = 0.03, min_activation: float = 0.0, batch_size: int = 64,
+                    seed: int = 0, backend: str = "auto", progress: bool = True) -> Clusters:
+    """Cluster the atlas's neurons as NeuroCartography does; returns ``Clusters`` (attach it
+    with ``atlas.attach(...)``: ``atlas.neurons`` gains a ``cluster`` column).
 
     Stage 1 (``rows`` R, ``bands`` B): MinHash of every neuron's top-image set with permutations
     shared by all neurons, banded LSH, union-find over all buckets, singletons dropped; cost
     linear in the number of neurons. ``s_curve(similarity, rows, bands)`` tells which
     similarities the choice of R and B merges.
 
-    Stage 2 (``refine=True``; needs ``model`` and ``dataset``, whose item ``i`` is the atlas's
-    image ``i``): for each stage-1 group, ``sample`` images drawn from its members' pooled top
-    images go once more through the model (only those images); each member's positions with
-    activation > ``min_activation`` (0 in the reference), mapped onto one common grid (nearest
-    neighbour, so members of different layers compare), are MinHashed with permutations of the
-    grid shared by all members (``refine_bands`` bands of ``refine_rows`` rows); a pair of
-    members that shares a bucket in more than ``ratio`` times the group's number of sampled
-    images is merged (union-find); groups of two or more are kept. The released code drew a new
-    permutation per neuron, so its signatures were not comparable; here they are shared.
-    Stage 2 enumerates only the pairs that share a bucket inside a stage-1 group.
+    Stage 2 (``refine=True``; needs ``model`` and ``data``, the data set the atlas was built on
+    in the same order, so that image ``i`` is the atlas's image ``i``): for each stage-1 group,
+    ``refine_images`` images drawn from its members' pooled top images go once more through the
+    model (only those images); each member's positions with activation > ``min_activation`` (0
+    in the reference), mapped onto one common grid (nearest neighbour, so members of different
+    layers compare), are MinHashed with permutations of the grid shared by all members
+    (``refine_bands`` bands of ``refine_rows`` rows); a pair of members that shares a bucket in
+    more than ``ratio`` times the group's number of sampled images is merged (union-find);
+    groups of two or more are kept. The released code drew a new permutation per neuron, so its
+    signatures were not comparable; here they are shared. Stage 2 enumerates only the pairs that
+    share a bucket inside a stage-1 group.
 
     With small data sets, or dense activations, the reference's defaults chain most neurons
     into one cluster: raise ``rows`` (see ``s_curve``), ``ratio`` or ``min_activation``.
@@ -109,12 +138,13 @@ def cluster_neurons(atlas, model=None, dataset=None, *, rows: int = 2, bands: in
     rows, bands = check_bands(rows, bands)
     if refine:
         check_bands(refine_rows, refine_bands, "refine_")
-        if model is None or dataset is None:
+        if model is None or data is None:
             raise ValueError("stage 2 (refine=True) runs the model once more over sampled top "
-                             "images: pass model=... and dataset=... (the data set the atlas "
+                             "images: pass model=... and data=... (the data set the atlas "
                              "was built on), or refine=False for stage 1 only")
-        if not isinstance(sample, (int, np.integer)) or sample < 1:
-            raise ValueError(f"sample must be an integer >= 1, got {sample!r}")
+        if (isinstance(refine_images, bool) or not isinstance(refine_images, (int, np.integer))
+                or refine_images < 1):
+            raise ValueError(f"refine_images must be an integer >= 1, got {refine_images!r}")
         if not 0 <= ratio < 1:
             raise ValueError(f"ratio must be in [0, 1), got {ratio!r}")
     device = model_device(model) if model is not None else None
@@ -123,51 +153,25 @@ def cluster_neurons(atlas, model=None, dataset=None, *, rows: int = 2, bands: in
     candidates = candidates.cpu()
     labels = candidates
     if refine:
-        labels = refine_clusters(atlas, model, dataset, candidates, sample=sample,
+        labels = refine_clusters(atlas, model, data, candidates, refine_images=refine_images,
                                  rows=refine_rows, bands=refine_bands, ratio=ratio,
                                  min_activation=min_activation, batch_size=batch_size,
                                  seed=seed, progress=progress)
     labels = labels.numpy().astype(np.int64)
-    params = dict(rows=rows, bands=bands, refine=bool(refine), sample=int(sample),
+    params = dict(rows=rows, bands=bands, refine=bool(refine), refine_images=int(refine_images),
                   refine_rows=int(refine_rows), refine_bands=int(refine_bands),
                   ratio=float(ratio), min_activation=float(min_activation), seed=int(seed),
                   top_n=int(sets.shape[1]))
-    result = ClusterResult(labels, candidates.numpy().astype(np.int64), atlas.neuron_ids,
-                           cluster_table(atlas, labels), params)
-    if store:
-        atlas.sections[SECTION] = {
-            "meta": {"params": params, "neuron_columns": ["cluster"],
-                     "n_clusters": result.n_clusters},
-            "arrays": {"cluster": result.labels, "candidate": result.candidates}}
-    return result
+    return Clusters(labels, candidates.numpy().astype(np.int64), atlas.neuron_ids,
+                    cluster_table(atlas, labels), params)
 
 
-def cluster_labels(atlas) -> np.ndarray:
-    """The stored cluster id of every neuron (``atlas.neuron_ids`` order, -1 for none)."""
-    section = atlas.sections.get(SECTION)
-    if section is None:
-        raise KeyError("this atlas has no clusters yet: run cluster_neurons(atlas, model, "
-                       "dataset) first")
-    return np.asarray(section["arrays"]["cluster"], dtype=np.int64)
-
-
-def load_clusters(atlas) -> ClusterResult:
-    """The clusters stored in the atlas (section ``"clusters"``), as a ``ClusterResult``."""
-    labels = cluster_labels(atlas)
-    section = atlas.sections[SECTION]
-    candidates = np.asarray(section["arrays"].get("candidate", labels), dtype=np.int64)
-    return ClusterResult(labels, candidates, atlas.neuron_ids, cluster_table(atlas, labels),
-                         dict(section["meta"].get("params", {})))
-
-
-def cluster_table(atlas, labels=None, *, min_share: float = 0.5,
+def cluster_table(atlas: "Atlas", labels, *, min_share: float = 0.5,
                   max_exemplars: int = 20) -> pd.DataFrame:
-    """One row per cluster: ``size``, ``members`` (neuron ids), ``layers``,
-    ``shared_exemplars`` (image ids in the top sets of at least ``min_share`` of the members,
-    most shared first, at most ``max_exemplars``) and ``exemplar_shares`` (their shares).
-    ``labels`` defaults to the atlas's stored clusters."""
-    if labels is None:
-        return load_clusters(atlas).table
+    """One row per cluster of ``labels`` (a cluster id per neuron, -1 for none): ``size``,
+    ``members`` (neuron ids), ``layers``, ``shared_exemplars`` (image ids in the top sets of at
+    least ``min_share`` of the members, most shared first, at most ``max_exemplars``) and
+    ``exemplar_shares`` (their shares)."""
     labels = np.asarray(labels)
     ids = atlas.neuron_ids
     if len(labels) != len(ids):
@@ -222,25 +226,10 @@ def _position_tables(shapes: dict, num_hashes: int, seed: int, device) -> tuple[
     return tables, common
 
 
-def _images(dataset, ids: list[int]) -> torch.Tensor:
-    """A batch of images by id from a tensor (N, C, H, W) or a data set whose items are an image
-    tensor, an (image, label, ...) sequence or a dict with key 'image'."""
-    if isinstance(dataset, torch.Tensor):
-        return dataset[torch.as_tensor(ids, dtype=torch.long)]
-    out = []
-    for i in ids:
-        item = dataset[i]
-        if isinstance(item, dict):
-            item = item["image"]
-        elif isinstance(item, (tuple, list)):
-            item = item[0]
-        out.append(torch.as_tensor(item))
-    return torch.stack(out)
-
-
-def refine_clusters(atlas, model, dataset, candidates, *, sample: int = 100, rows: int = 5,
-                    bands: int = 30, ratio: float = 0.03, min_activation: float = 0.0,
-                    batch_size: int = 64, seed: int = 0, progress: bool = True) -> torch.Tensor:
+def refine_clusters(atlas: "Atlas", model: nn.Module, data, candidates, *,
+                    refine_images: int = 100, rows: int = 5, bands: int = 30,
+                    ratio: float = 0.03, min_activation: float = 0.0, batch_size: int = 64,
+                    seed: int = 0, progress: bool = True) -> torch.Tensor:
     """Stage 2: split stage-1 groups (``candidates``, -1 for none) by where members fire.
     Returns the refined labels (int64 tensor, numbered by smallest member, -1 for none).
     See ``cluster_neurons``."""
@@ -255,8 +244,9 @@ def refine_clusters(atlas, model, dataset, candidates, *, sample: int = 100, row
                                        torch.tensor([stats.layers[k].channels for k in names]))
     first = np.concatenate([[0], np.cumsum([stats.layers[k].channels for k in names])])
     sets = top_sets(atlas).cpu()
-    if len(dataset) < stats.n_images:
-        raise ValueError(f"the data set has {len(dataset)} images but the atlas saw "
+    data = image_data(data, model=model)
+    if len(data) < stats.n_images:
+        raise ValueError(f"the data set has {len(data)} images but the atlas saw "
                          f"{stats.n_images}: pass the data set the atlas was built on")
 
     # Which images each group looks at, and the (image, group member) pairs to hash.
@@ -267,7 +257,7 @@ def refine_clusters(atlas, model, dataset, candidates, *, sample: int = 100, row
     for g in group_ids.tolist():
         members = torch.nonzero(candidates == g).squeeze(1)
         pooled = torch.unique(sets[members])
-        chosen = pooled[torch.randperm(pooled.numel(), generator=gen)[:sample]]
+        chosen = pooled[torch.randperm(pooled.numel(), generator=gen)[:refine_images]]
         k = chosen.numel()
         trip_image.append(chosen.repeat_interleave(members.numel()))
         trip_neuron.append(members.repeat(k))
@@ -300,7 +290,7 @@ def refine_clusters(atlas, model, dataset, candidates, *, sample: int = 100, row
                  copy=True), torch.inference_mode():
         for b0 in range(0, unique_images.numel(), batch_size):
             batch = unique_images[b0:b0 + batch_size]
-            x = _images(dataset, batch.tolist()).to(device=device, dtype=torch.float32)
+            x = data.images(batch.tolist()).to(device)
             model(x)
             lo = torch.searchsorted(image[order], batch[0])
             hi = torch.searchsorted(image[order], batch[-1], right=True)
@@ -379,7 +369,3 @@ def _pair_counts(sig, empty, slots, neuron, rows, bands, n, base):
     unique = torch.unique(pairs, dim=0)  # one count per (image slot, pair)
     pair, count = torch.unique(unique[:, 1:], dim=0, return_counts=True)
     return pair[:, 0], pair[:, 1], count
-
-
-__all__ = ["ClusterResult", "cluster_labels", "cluster_neurons", "cluster_table", "load_clusters",
-           "refine_clusters", "top_sets"]

@@ -1,9 +1,9 @@
-"""Neuron embedding (NeuroCartography, REFERENCE section 2.4): skip-gram with negative sampling
-over co-activation "sentences", then a 2-D projection with UMAP.
+"""Neuron embedding (NeuroCartography: Park, Hohman, Robinson, Chau, IEEE VIS 2021): skip-gram
+with negative sampling over co-activation "sentences", then a 2-D projection with UMAP.
 
 A sentence is the set of neurons (all layers) whose top-image set holds one image. Neurons that
-often share top images get close vectors. Results go to the atlas section ``"embedding"``
-(see docs/atlas-sections.md), snapshots included, for the interface's epoch slider.
+often share top images get close vectors. The result, ``Embedding``, keeps snapshots after chosen
+epochs too, for the interface's epoch slider.
 """
 
 from __future__ import annotations
@@ -11,17 +11,23 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .clustering import top_sets
+from .result import Result
 
-SECTION = "embedding"
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+
+__all__ = ["Embedding", "embed_neurons", "epoch_pairs", "project_2d", "sentences",
+           "sentences_from_sets", "sgns_step", "train_sgns"]
 
 
-def sentences(atlas, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def sentences(atlas: "Atlas", device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Co-activation sentences: for each image held by two or more top sets, the neurons
     holding it. Returns ``(members, lengths)``: neuron indices (``atlas.neuron_ids`` order)
     grouped sentence by sentence, and the length of each sentence."""
@@ -174,10 +180,10 @@ def project_2d(vectors, *, n_neighbors: int = 15, min_dist: float = 0.1, metric:
 
 
 @dataclass
-class EmbeddingResult:
-    """A neuron embedding: ``vectors`` (neurons, D), ``xy`` (neurons, 2), ``snapshot_vectors``
-    (S, neurons, D) and ``snapshot_xy`` (S, neurons, 2) after the epochs in ``epochs``, all
-    float32 numpy arrays in ``neuron_ids`` order; ``history``: loss per epoch."""
+class Embedding(Result):
+    """A neuron embedding (``embed_neurons``): ``vectors`` (neurons, D), ``xy`` (neurons, 2),
+    ``snapshot_vectors`` (S, neurons, D) and ``snapshot_xy`` (S, neurons, 2) after the epochs in
+    ``epochs``, all float32 numpy arrays in ``neuron_ids`` order; ``history``: loss per epoch."""
 
     vectors: np.ndarray
     xy: np.ndarray
@@ -188,28 +194,78 @@ class EmbeddingResult:
     params: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
 
+    section: ClassVar[str] = "embedding"
+
     def cosine(self) -> np.ndarray:
         """(neurons, neurons) cosine similarity of the final vectors."""
         unit = self.vectors / np.maximum(np.linalg.norm(self.vectors, axis=1, keepdims=True),
                                          1e-12)
         return unit @ unit.T
 
-    def nearest(self, neuron: str, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` neurons with the most similar vectors (cosine), most similar first."""
+    def nearest(self, neuron: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` neurons with the most similar vectors (cosine), most similar first."""
+        if neuron not in self.neuron_ids:
+            raise KeyError(f"unknown neuron {neuron!r}: ids are 'layer:channel' as in "
+                           "atlas.neuron_ids")
         i = self.neuron_ids.index(neuron)
-        sim = self.cosine()[i]
+        unit = self.vectors / np.maximum(np.linalg.norm(self.vectors, axis=1, keepdims=True),
+                                         1e-12)
+        sim = unit @ unit[i]
         sim[i] = -np.inf
-        best = np.argsort(-sim, kind="stable")[:k]
+        best = np.argsort(-sim, kind="stable")[:n]
         return [(self.neuron_ids[j], float(sim[j])) for j in best]
 
+    def neighbours(self, n: int = 10) -> np.ndarray:
+        """uint32 (neurons, n): each neuron's ``n`` nearest other neurons by cosine similarity of
+        the vectors, nearest first (a neuron's own index pads rows when there are fewer)."""
+        from sklearn.neighbors import NearestNeighbors
 
-def embed_neurons(atlas, *, dim: int = 30, negatives: int = 10, lr: float = 0.01,
-                  epochs: int = 5, batch_size=None, snapshot_epochs=None, seed: int = 0,
-                  n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine",
-                  device=None, store: bool = True, progress: bool = True) -> EmbeddingResult:
+        count = len(self.vectors)
+        n = min(int(n), count - 1)
+        if n < 1:
+            return np.zeros((count, 0), dtype=np.uint32)
+        model = NearestNeighbors(n_neighbors=n + 1, metric="cosine", algorithm="brute")
+        _, idx = model.fit(self.vectors).kneighbors(self.vectors)
+        out = np.empty((count, n), dtype=np.uint32)
+        for i, row in enumerate(idx):
+            row = row[row != i][:n]
+            out[i, :len(row)] = row
+            out[i, len(row):] = i
+        return out
+
+    def to_section(self) -> dict:
+        return {"meta": {"params": dict(self.params), "epochs": [int(e) for e in self.epochs],
+                         "history": list(self.history)},
+                "arrays": {"vectors": self.vectors, "xy": self.xy,
+                           "snapshot_vectors": self.snapshot_vectors,
+                           "snapshot_xy": self.snapshot_xy}}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas") -> "Embedding":
+        a, meta = section["arrays"], section["meta"]
+        return cls(a["vectors"], a["xy"], a["snapshot_vectors"], a["snapshot_xy"],
+                   list(meta["epochs"]), atlas.neuron_ids, dict(meta["params"]),
+                   list(meta["history"]))
+
+    def check(self, atlas: "Atlas") -> None:
+        if list(self.neuron_ids) != atlas.neuron_ids:
+            raise ValueError("this embedding is of another atlas's neurons: embed this atlas")
+        if len(self.epochs) != len(self.snapshot_xy):
+            raise ValueError(f"{len(self.epochs)} snapshot epochs for {len(self.snapshot_xy)} "
+                             "snapshots")
+
+    def __repr__(self) -> str:
+        return (f"Embedding({len(self.neuron_ids)} neurons, dim {self.vectors.shape[1]}, "
+                f"{len(self.epochs)} snapshots)")
+
+
+def embed_neurons(atlas: "Atlas", *, dim: int = 30, negatives: int = 10, lr: float = 0.01,
+                  epochs: int = 5, batch_size: int | None = None, snapshot_epochs=None,
+                  seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+                  metric: str = "cosine", device=None, progress: bool = True) -> Embedding:
     """Embed the atlas's neurons (skip-gram with negative sampling over co-activation
-    sentences, REFERENCE 2.4) and project them to 2-D with UMAP; store the result in the atlas
-    (section ``"embedding"``).
+    sentences, as NeuroCartography does) and project them to 2-D with UMAP; returns an
+    ``Embedding`` (attach it with ``atlas.attach(...)``).
 
     Defaults are the reference's: ``dim`` 30, ``negatives`` 10 (uniform), ``lr`` 0.01,
     ``epochs`` 5; training runs in batches of ``batch_size`` pairs (see ``train_sgns``) on
@@ -240,7 +296,7 @@ def embed_neurons(atlas, *, dim: int = 30, negatives: int = 10, lr: float = 0.01
     else:
         xy = project_2d(vectors, init=layout, **umap_args)
     d = vectors.shape[1]
-    result = EmbeddingResult(
+    return Embedding(
         vectors=vectors.cpu().numpy().astype(np.float32), xy=xy,
         snapshot_vectors=(np.stack([snaps[e].cpu().numpy() for e in epochs_kept])
                           .astype(np.float32) if epochs_kept else np.zeros((0, n, d), np.float32)),
@@ -251,26 +307,3 @@ def embed_neurons(atlas, *, dim: int = 30, negatives: int = 10, lr: float = 0.01
                     seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
                     sentences=int(lengths.numel())),
         history=history)
-    if store:
-        atlas.sections[SECTION] = {
-            "meta": {"params": result.params, "epochs": result.epochs, "history": history},
-            "arrays": {"vectors": result.vectors, "xy": result.xy,
-                       "snapshot_vectors": result.snapshot_vectors,
-                       "snapshot_xy": result.snapshot_xy}}
-    return result
-
-
-def load_embedding(atlas) -> EmbeddingResult:
-    """The embedding stored in the atlas (section ``"embedding"``)."""
-    section = atlas.sections.get(SECTION)
-    if section is None:
-        raise KeyError("this atlas has no neuron embedding yet: run embed_neurons(atlas) first")
-    a, meta = section["arrays"], section["meta"]
-    return EmbeddingResult(np.asarray(a["vectors"]), np.asarray(a["xy"]),
-                           np.asarray(a["snapshot_vectors"]), np.asarray(a["snapshot_xy"]),
-                           list(meta.get("epochs", [])), atlas.neuron_ids,
-                           dict(meta.get("params", {})), list(meta.get("history", [])))
-
-
-__all__ = ["EmbeddingResult", "embed_neurons", "epoch_pairs", "load_embedding", "project_2d",
-           "sentences", "sentences_from_sets", "sgns_step", "train_sgns"]

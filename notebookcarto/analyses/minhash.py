@@ -1,4 +1,5 @@
-"""MinHash and banded LSH over sets of integer ids (REFERENCE section 2.2), linear in the sets.
+"""MinHash and banded LSH over sets of integer ids (NeuroCartography, Park et al., IEEE VIS 2021),
+linear in the sets.
 
 Sets are rows of an integer array (N, M), padded with -1. Every hash function is a random
 permutation of the ids that occur in any set, *shared by all sets*: the released NeuroCartography
@@ -14,12 +15,15 @@ O(U R B) to draw the permutations of the U ids that occur.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import torch
+
+from .backend import choose_backend
 
 _TABLE_BUDGET = 1 << 25  # elements of a permutation table (or gathered block) held at once
 
@@ -119,31 +123,11 @@ def _hash_seeds(seed: int, hashes: range) -> np.ndarray:
 
 def _permutation_table(universe: int, seed: int, h0: int, h1: int, dtype=np.int64) -> np.ndarray:
     """(universe, h1 - h0): the rank of each id under shared random permutations h0..h1-1
-    (Fisher-Yates; compiled when numba is present, else numpy's generator, which draws other
-    permutations). Permutation h depends only on (seed, h, universe)."""
+    (Fisher-Yates, compiled). Permutation h depends only on (seed, h, universe)."""
     seeds = _hash_seeds(seed, range(h0, h1))
-    kernels = _kernels()
-    if kernels is not None:
-        out = np.empty((len(seeds), universe), dtype=dtype)
-        kernels["permutations"](seeds, out)
-    else:
-        out = np.stack([np.random.default_rng(int(s)).permutation(universe).astype(dtype)
-                        for s in seeds])
+    out = np.empty((len(seeds), universe), dtype=dtype)
+    _kernels()["permutations"](seeds, out)
     return np.ascontiguousarray(out.T)
-
-
-def _backend(backend: str, device) -> str:
-    if backend not in ("auto", "numba", "torch"):
-        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
-    on_cpu = torch.device(device or "cpu").type == "cpu"
-    if backend == "numba" and not on_cpu:
-        raise ValueError("backend='numba' runs on the CPU only: use backend='torch' on "
-                         f"{device}")
-    if backend == "auto":
-        backend = "numba" if on_cpu and _kernels() is not None else "torch"
-    if backend == "numba" and _kernels() is None:
-        raise ImportError("backend='numba' needs numba (installed with umap-learn)")
-    return backend
 
 
 # ------------------------------------------------------------------ signatures
@@ -163,7 +147,7 @@ def minhash_signatures(sets, num_hashes: int, *, seed: int = 0, device=None,
         raise ValueError(f"num_hashes must be an integer >= 1, got {num_hashes!r}")
     sets = as_sets(sets, device)
     device = sets.device
-    backend = _backend(backend, device)
+    backend = choose_backend(backend, device)
     valid = (sets >= 0).any(1)
     if backend == "numba":
         return _signatures_numba(sets.numpy(), num_hashes, seed), valid
@@ -285,7 +269,7 @@ def lsh_roots(signatures: torch.Tensor, valid: torch.Tensor, rows: int = 2, band
         raise ValueError(f"signatures have {signatures.shape[1]} hashes, fewer than "
                          f"rows * bands = {rows * bands}")
     device = signatures.device
-    backend = _backend(backend, device)
+    backend = choose_backend(backend, device)
     n = signatures.shape[0]
     if backend == "numba":
         parent = np.arange(n, dtype=np.int64)
@@ -370,17 +354,6 @@ def exact_jaccard_pairs(sets, min_jaccard: float = 0.0, *, chunk: int = 2048) ->
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["i", "j", "intersection", "jaccard"])
     return out.sort_values(["i", "j"], kind="stable").reset_index(drop=True)
-
-
-def pair_jaccard(sets, i, j) -> np.ndarray:
-    """Exact Jaccard similarity of the given pairs only (no all-pairs step)."""
-    s = as_sets(sets, "cpu").numpy()
-    out = np.empty(len(i))
-    for k, (a, b) in enumerate(zip(np.asarray(i), np.asarray(j))):
-        x, y = set(s[a][s[a] >= 0].tolist()), set(s[b][s[b] >= 0].tolist())
-        union = len(x | y)
-        out[k] = len(x & y) / union if union else 0.0
-    return out
 
 
 def collision_table(signatures: torch.Tensor, pairs: pd.DataFrame, rows: int = 2,
@@ -525,33 +498,17 @@ def _band_union_loop(sig, rows, bands, valid, parent):
         parent[a] = parent[parent[a]]
 
 
-_KERNELS: dict | None = None
+@functools.lru_cache(maxsize=1)
+def _kernels() -> dict:
+    """The compiled loops (numba, compiled once and cached on disk)."""
+    import numba
 
-
-def _kernels() -> dict | None:
-    """The compiled loops (numba, cached on disk), or None without numba."""
-    global _KERNELS
-    if _KERNELS is None:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba comes with umap-learn
-            _KERNELS = {}
-        else:
-            jit = numba.njit(cache=True, nogil=True)
-            _KERNELS = {"signatures": jit(_signatures_loop), "band_union": jit(_band_union_loop),
-                        "permutations": jit(_permutations_loop)}
-    return _KERNELS or None
-
-
-def threshold_for(rows: int, bands: int) -> str:
-    """A one-line explanation of what R and B mean, for reports."""
-    t = s_curve_threshold(rows, bands)
-    return (f"{bands} bands of {rows} rows: pairs with Jaccard {t:.2f} share a bucket with "
-            f"probability {s_curve(t, rows, bands):.2f}, pairs at 0.5 with "
-            f"{s_curve(0.5, rows, bands):.3f}, at 0.05 with {s_curve(0.05, rows, bands):.2f}")
+    jit = numba.njit(cache=True, nogil=True)
+    return {"signatures": jit(_signatures_loop), "band_union": jit(_band_union_loop),
+            "permutations": jit(_permutations_loop)}
 
 
 __all__ = ["as_sets", "band_ids", "check_bands", "collision_table", "components",
            "exact_jaccard_pairs", "lsh_clusters", "lsh_collides", "lsh_roots",
-           "minhash_signatures", "pair_jaccard", "s_curve", "s_curve_figure",
-           "s_curve_threshold", "synthetic_top_sets", "threshold_for", "union_find"]
+           "minhash_signatures", "s_curve", "s_curve_figure", "s_curve_threshold",
+           "synthetic_top_sets", "union_find"]

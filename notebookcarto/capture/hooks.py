@@ -11,6 +11,8 @@ from torch import nn
 from .guard import ModelGuard
 from .layers import resolve_layers, split_call
 
+__all__ = ["Capture", "LayerError", "StopForward", "as_channels", "position_shape"]
+
 
 class LayerError(RuntimeError):
     """A chosen layer did not behave as a mappable layer should (never ran, ran twice, ...)."""

@@ -10,6 +10,8 @@ import difflib
 
 from torch import nn
 
+__all__ = ["BLOCK_TYPES", "mappable_layers", "resolve_layers", "split_call"]
+
 # Block types worth mapping, by class name: residual, inception and transformer blocks.
 BLOCK_TYPES = (
     "BasicBlock",

@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from ..datasets.playground import ConceptPlayground
 
+__all__ = ["ConvBlock", "PlaygroundCNN", "evaluate", "load_or_train", "train_playground_cnn"]
+
 DEFAULTS = dict(epochs=15, batch_size=64, lr=3e-3, weight_decay=5e-4, width=16, seed=0)
 
 

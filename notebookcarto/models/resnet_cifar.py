@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..datasets.shared import ENV_VAR, shared_path
+__all__ = ["BasicBlock", "CifarResNet", "PadShortcut", "load_resnet20", "resnet20"]
 
-RESNET20_CHECKPOINT = ("models", "resnet20-cifar10.th")
+
 
 
 class PadShortcut(nn.Module):
@@ -151,26 +151,15 @@ def _check_keys(model: nn.Module, state: dict[str, torch.Tensor], path: Path) ->
     )
 
 
-def load_resnet20(path: str | Path | None = None, map_location: str | torch.device = "cpu") -> CifarResNet:
-    """Load pretrained CIFAR-10 ResNet-20 weights and return the model in eval mode.
-
-    ``path`` defaults to ``<shared>/models/resnet20-cifar10.th``. The file may
-    hold a raw state dict or a dict with a ``state_dict`` key; a ``module.``
+def load_resnet20(path: str | Path, map_location: str | torch.device = "cpu") -> CifarResNet:
+    """Load pretrained CIFAR-10 ResNet-20 weights from ``path`` and return the model in eval
+    mode. The file may hold a raw state dict or a dict with a ``state_dict`` key; a ``module.``
     prefix (from DataParallel) is stripped. Loading is strict.
     """
-    if path is None:
-        try:
-            path = shared_path(*RESNET20_CHECKPOINT)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"no path given and the default checkpoint is unavailable: {err}"
-            ) from None
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} not found; pass the path to resnet20-cifar10.th "
-            f"or set {ENV_VAR} to the folder holding models/resnet20-cifar10.th"
-        )
+        raise FileNotFoundError(f"checkpoint {path} not found: pass the path to a CIFAR "
+                                "ResNet-20 checkpoint (e.g. resnet20-cifar10.th)")
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     state = _state_dict_of(checkpoint, path)
     model = resnet20()

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torchvision import models
 
+__all__ = ["SUPPORTED", "torchvision_model"]
+
 # Names accepted by torchvision_model(); each maps to a torchvision builder.
 SUPPORTED = (
     "alexnet",

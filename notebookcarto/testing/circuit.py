@@ -23,6 +23,8 @@ from torch import nn
 from ..datasets.playground import ConceptPlayground
 from .planted import DETECTORS, FILLER_SCALE, _min_score
 
+__all__ = ["CircuitNet", "circuit_model"]
+
 PURPLE = ((0.09, -1.0, 0.32), -0.019)  # positive on both purple phases only
 COLOURS = ("red", "purple", "blue")
 

@@ -21,6 +21,8 @@ from torch import nn
 
 from ..datasets.playground import PALETTE, PALETTE_DARK, ConceptPlayground
 
+__all__ = ["PlantedNet", "planted_model"]
+
 # Colour indicator: relu(gain * (w . rgb + b)), rgb in [0, 1].
 DETECTORS: dict[str, tuple[tuple[float, float, float], float]] = {
     "red": ((0.24, -1.0, -0.71), 0.089),

@@ -29,6 +29,8 @@ from torch import nn
 
 from ..datasets.playground import BACKGROUNDS, PALETTE, PALETTE_DARK, ConceptPlayground
 
+__all__ = ["PlantedCopiesNet", "planted_copies_atlas", "planted_copies_model"]
+
 COPY_GAIN, PAIR_GAIN = 10.0, 100.0
 
 

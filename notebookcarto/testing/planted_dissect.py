@@ -36,6 +36,8 @@ from torch import nn
 from ..datasets.playground import ConceptPlayground
 from .planted import planted_model
 
+__all__ = ["CORNERS", "PlantedDissectNet", "planted_dissect_model"]
+
 CORNERS = ((0, 0), (0, -1), (-1, 0), (-1, -1))
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from notebookcarto import Atlas
-from notebookcarto.analyses.attribution_graph import (add_attribution_graphs, attribution_graph,
-                                                      graph_frames)
-from notebookcarto.analyses.influence import add_influence
+from notebookcarto.analyses import Influence, count_influence
+from notebookcarto.analyses.attribution_graph import (AttributionGraphs, attribution_graph,
+                                                      attribution_graphs, graph_frames)
 from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.testing.circuit import circuit_model
 
@@ -26,9 +26,8 @@ def synthetic_atlas(aggregation: dict, influence: dict) -> Atlas:
     """An atlas with the given A per layer ((classes, channels)) and influence counts per pair
     ((classes, C_later, C_earlier)), without a model."""
     atlas = atlas_from_aggregation(aggregation)
-    atlas.sections["influence"] = {
-        "meta": {"pairs": [list(p) for p in influence], "estimator": "conv", "k": 5},
-        "arrays": {f"counts/{l}|{e}": np.asarray(v, np.int64) for (e, l), v in influence.items()}}
+    atlas.attach(Influence({pair: np.asarray(v, np.int64) for pair, v in influence.items()},
+                           "conv", 5))
     return atlas
 
 
@@ -104,7 +103,7 @@ def test_circuit_detectors_are_exact(circuit):
 @pytest.mark.parametrize("estimator", ["conv", "gradient"])
 def test_circuit_graph_ground_truth(circuit, estimator):
     data, model, loader, atlas = circuit
-    add_influence(atlas, model, loader, estimator=estimator, progress=False)
+    atlas.attach(count_influence(atlas, model, loader, estimator=estimator, progress=False))
     graph = attribution_graph(atlas, model.and_class)
     e, l = model.earlier, model.later
     red, purple = (f"{e}:{c}" for c in model.and_inputs)
@@ -128,12 +127,12 @@ def test_circuit_graph_ground_truth(circuit, estimator):
 
 def test_all_graphs_saved_with_the_atlas(circuit, tmp_path):
     data, model, loader, atlas = circuit
-    add_influence(atlas, model, loader, progress=False)
-    graphs = add_attribution_graphs(atlas, progress=False)
+    atlas.attach(count_influence(atlas, model, loader, progress=False))
+    graphs = atlas.attach(attribution_graphs(atlas, progress=False)).graphs
     assert list(graphs) == data.classes
     atlas.save(tmp_path / "atlas")
     loaded = Atlas.load(tmp_path / "atlas")
-    stored = loaded.sections["attribution_graphs"]["meta"]["graphs"]
+    stored = loaded.get(AttributionGraphs).graphs
     assert stored == json.loads(json.dumps(graphs))
     first = stored[data.classes[model.and_class]]
     assert set(first) >= {"class", "layers", "nodes", "edges"}
@@ -141,6 +140,7 @@ def test_all_graphs_saved_with_the_atlas(circuit, tmp_path):
                                       "top_inputs"}
     assert set(first["edges"][0]) == {"source", "target", "weight"}
     nodes, edges = graph_frames(first)
+    assert loaded.get(AttributionGraphs).frames(first["class"])[0].equals(nodes)
     again = attribution_graph(loaded, model.and_class)
     assert nodes.equals(again.nodes) and edges.equals(again.edges)
 
@@ -219,13 +219,14 @@ def test_resnet20_every_class_graph_spans_every_layer(shared, two_threads):
     from notebookcarto.datasets import cifar10_test
     from notebookcarto.models import load_resnet20
 
-    model = load_resnet20()
-    data = torch.utils.data.Subset(cifar10_test(), range(0, 10_000, 33))  # 304, all classes
+    model = load_resnet20(shared / "models" / "resnet20-cifar10.th")
+    full = cifar10_test(shared / "data" / "cifar10-test")
+    data = torch.utils.data.Subset(full, range(0, 10_000, 33))  # 304, all classes
     batches = list(torch.utils.data.DataLoader(data, batch_size=100))
     layers = mappable_layers(model)
     atlas = Atlas.build(model, batches, layers, progress=False)
-    add_influence(atlas, model, batches, progress=False)
-    graphs = add_attribution_graphs(atlas, progress=False)
+    atlas.attach(count_influence(atlas, model, batches, progress=False))
+    graphs = attribution_graphs(atlas, progress=False).graphs
     assert len(graphs) == 10
     for name, graph in graphs.items():
         per_layer = {n: sum(node["layer"] == n for node in graph["nodes"]) for n in layers}
@@ -252,11 +253,13 @@ def test_bad_input():
         attribution_graph(atlas, 0, layers=["a", "b", "c"])
     with pytest.raises(ValueError, match="direction"):
         attribution_graph(atlas, 0, direction="sideways")
-    del atlas.sections["influence"]
-    with pytest.raises(ValueError, match="add_influence"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'top_inputs'"):
+        attribution_graphs(atlas, top_inputs=3, progress=False)
+    atlas.detach(Influence)
+    with pytest.raises(KeyError, match="count_influence"):
         attribution_graph(atlas, 0)
-    with pytest.raises(ValueError, match="add_influence"):
-        add_attribution_graphs(atlas, progress=False)
+    with pytest.raises(KeyError, match="count_influence"):
+        attribution_graphs(atlas, progress=False)
 
 
 def test_class_without_counts_gives_an_empty_graph():

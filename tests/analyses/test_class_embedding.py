@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from notebookcarto import Atlas
-from notebookcarto.analyses.class_embedding import (add_class_embedding, class_embedding,
+from notebookcarto.analyses.class_embedding import (ClassEmbedding, class_layouts, embed_classes,
                                                     class_similarity)
 
 from helpers import atlas_from_aggregation
@@ -33,7 +33,7 @@ def grouped():
 
 def test_embedding_groups_classes_by_cosine_and_keeps_layouts(grouped):
     group, atlas = grouped
-    xy = class_embedding(atlas)
+    xy = class_layouts(atlas)
     assert xy.shape == (3, 12, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
     for layer, labels in ((0, group), (2, np.roll(group, -2))):
         d = np.linalg.norm(xy[layer][:, None] - xy[layer][None], axis=2)
@@ -46,7 +46,7 @@ def test_embedding_groups_classes_by_cosine_and_keeps_layouts(grouped):
     centres = np.stack([[xy[n][group == g].mean(0) for g in range(3)] for n in range(3)])
     assert np.linalg.norm(centres[1] - centres[0], axis=1).max() < 0.5
     # deterministic by seed
-    np.testing.assert_array_equal(class_embedding(atlas), xy)
+    np.testing.assert_array_equal(class_layouts(atlas), xy)
 
 
 def test_each_layer_starts_from_the_previous_layout(grouped, monkeypatch):
@@ -61,7 +61,7 @@ def test_each_layer_starts_from_the_previous_layout(grouped, monkeypatch):
 
     monkeypatch.setattr(umap, "UMAP", Recording)
     _, atlas = grouped
-    xy = class_embedding(atlas, learning_rate=0.1)
+    xy = class_layouts(atlas, learning_rate=0.1)
     assert inits[0] == "spectral"
     for n in (1, 2):
         np.testing.assert_allclose(inits[n], xy[n - 1], atol=1e-6)
@@ -71,16 +71,18 @@ def test_each_layer_starts_from_the_previous_layout(grouped, monkeypatch):
     assert np.linalg.norm(centres[1] - centres[0], axis=1).max() < 0.3
 
 
-def test_add_class_embedding_section(grouped, tmp_path):
+def test_class_embedding_result_round_trip(grouped, tmp_path):
     _, atlas = grouped
-    xy = add_class_embedding(atlas, ["a", "c"], n_neighbors=5)
-    section = atlas.sections["class_embedding"]
-    assert section["meta"]["layers"] == ["a", "c"]
-    assert section["meta"]["params"] == {"n_neighbors": 5}
-    assert xy.shape == (2, 12, 2)
+    result = atlas.attach(embed_classes(atlas, ["a", "c"], n_neighbors=5))
+    assert result.layers == ["a", "c"] and result.params == {"n_neighbors": 5}
+    assert result.xy.shape == (2, 12, 2) and result.similarity.shape == (12, 12)
+    np.testing.assert_allclose(result.similarity[3], class_similarity(atlas, 3, ["a", "c"]),
+                               rtol=1e-6)
     atlas.save(tmp_path / "atlas")
-    loaded = Atlas.load(tmp_path / "atlas").sections["class_embedding"]
-    np.testing.assert_array_equal(loaded["arrays"]["xy"], xy)
+    loaded = Atlas.load(tmp_path / "atlas").get(ClassEmbedding)
+    np.testing.assert_array_equal(loaded.xy, result.xy)
+    np.testing.assert_array_equal(loaded.similarity, result.similarity)
+    assert loaded.layers == ["a", "c"] and loaded.params == {"n_neighbors": 5}
 
 
 def test_class_similarity_is_cosine_of_counts():
@@ -106,6 +108,6 @@ def test_bad_input(grouped):
     with pytest.raises(KeyError, match="unknown layer"):
         class_similarity(atlas, 0, layers=["a", "zz"])
     with pytest.raises(KeyError, match="unknown layer"):
-        class_embedding(atlas, ["zz"])
+        class_layouts(atlas, ["zz"])
     with pytest.raises(ValueError, match="at least 3 classes"):
-        class_embedding(atlas_with({"a": np.ones((2, 3), np.int64)}))
+        class_layouts(atlas_with({"a": np.ones((2, 3), np.int64)}))

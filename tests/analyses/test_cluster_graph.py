@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from notebookcarto import Atlas
-from notebookcarto.analyses.cluster_graph import cluster_graph, cluster_graphs
+from notebookcarto.analyses import Influence
+from notebookcarto.analyses.cluster_graph import ClusterGraphs, cluster_graph, cluster_graphs
 from notebookcarto.analyses.clustering import cluster_neurons
 from notebookcarto.testing.planted_copies import planted_copies_atlas
 
@@ -16,7 +17,7 @@ from notebookcarto.testing.planted_copies import planted_copies_atlas
 @pytest.fixture(scope="module")
 def planted():
     data, model, images, atlas = planted_copies_atlas()
-    result = cluster_neurons(atlas, model, images, progress=False)
+    result = atlas.attach(cluster_neurons(atlas, model, images, progress=False))
     return data, model, atlas, result
 
 
@@ -91,14 +92,12 @@ def test_influence_counts_weigh_edges_when_present(planted):
     rng = np.random.default_rng(0)
     widths = {name: layer.channels for name, layer in atlas.stats.layers.items()}
     counts = rng.integers(0, 20, (len(atlas.class_names), widths["block2"], widths["block1"]))
-    atlas.sections["influence"] = {"meta": {"pairs": [["block1", "block2"]], "estimator": "test",
-                                            "k": 5},
-                                   "arrays": {"counts/block2|block1": counts}}
+    atlas.attach(Influence({("block1", "block2"): counts}, "test", 5, {}))
     try:
         k = 4
         nodes, edges, _ = cluster_graph(atlas, k)
     finally:
-        del atlas.sections["influence"]
+        atlas.detach(Influence)
     channel = {n: int(n.rpartition(":")[2]) for n in atlas.neuron_ids}
     members = nodes["members"].to_dict()
     for e in edges.itertuples():
@@ -113,7 +112,7 @@ def test_influence_counts_weigh_edges_when_present(planted):
 
 def test_graph_json_format_and_round_trip(planted, tmp_path):
     data, model, atlas, result = planted
-    graphs = cluster_graphs(atlas)
+    graphs = atlas.attach(cluster_graphs(atlas)).graphs
     assert list(graphs) == atlas.class_names
     g = graphs["white circle + green triangle"]
     json.dumps(graphs)  # JSON-ready
@@ -137,7 +136,7 @@ def test_graph_json_format_and_round_trip(planted, tmp_path):
     assert pair[0] in ids
     atlas.save(tmp_path / "atlas")
     back = Atlas.load(tmp_path / "atlas")
-    assert back.sections["cluster_graphs"]["meta"]["graphs"] == graphs
+    assert back.get(ClusterGraphs).graphs == graphs
 
 
 def test_needs_clusters_and_a_valid_class(planted):

@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from notebookcarto import ActivationStats, Atlas
 from notebookcarto.analyses import clustering, minhash
-from notebookcarto.analyses.clustering import cluster_neurons, cluster_table, load_clusters
+from notebookcarto.analyses.clustering import Clusters, cluster_neurons, cluster_table
 from notebookcarto.analyses.minhash import (collision_table, exact_jaccard_pairs, lsh_clusters,
                                             minhash_signatures, s_curve, s_curve_figure,
                                             s_curve_threshold, synthetic_top_sets)
@@ -28,7 +28,7 @@ def planted():
 @pytest.fixture(scope="module")
 def clustered(planted):
     data, model, images, atlas = planted
-    return cluster_neurons(atlas, model, images, progress=False)
+    return atlas.attach(cluster_neurons(atlas, model, images, progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -221,17 +221,17 @@ def test_cluster_table_and_atlas_round_trip(planted, clustered, tmp_path):
         assert share >= 0.5
     atlas.save(tmp_path / "atlas")
     back = Atlas.load(tmp_path / "atlas")
-    loaded = load_clusters(back)
+    loaded = back.get(Clusters)
     assert np.array_equal(loaded.labels, clustered.labels)
     assert np.array_equal(loaded.candidates, clustered.candidates)
     assert loaded.params == clustered.params
     assert back.neurons["cluster"].tolist() == clustered.labels.tolist()
-    assert cluster_table(back).equals(table)
+    assert cluster_table(back, loaded.labels).equals(table)
 
 
 def test_deterministic_by_seed(planted, clustered):
     data, model, images, atlas = planted
-    again = cluster_neurons(atlas, model, images, progress=False, store=False)
+    again = cluster_neurons(atlas, model, images, progress=False)
     assert np.array_equal(again.labels, clustered.labels)
     assert np.array_equal(again.candidates, clustered.candidates)
 
@@ -251,5 +251,5 @@ def test_bad_input(planted):
             cluster_neurons(atlas, model, images, **bad)
     with pytest.raises(ValueError, match="pass model"):
         cluster_neurons(atlas)
-    stage1 = cluster_neurons(atlas, refine=False, store=False)
+    stage1 = cluster_neurons(atlas, refine=False)
     assert np.array_equal(stage1.labels, stage1.candidates)

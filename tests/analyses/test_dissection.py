@@ -6,8 +6,9 @@ from torch import nn
 
 from notebookcarto import Atlas
 from notebookcarto.analyses import dissection
-from notebookcarto.analyses.dissection import (Dissection, attach_dissection, attach_gallery,
-                                               dissect, label_clusters, overlay_mask,
+from notebookcarto.analyses import Clusters, cluster_table
+from notebookcarto.analyses.dissection import (Dissection, DissectionGallery, cluster_concepts,
+                                               dissect, dissection_gallery, overlay_mask,
                                                rotate_channels, summary_figure, unit_gallery)
 from notebookcarto.datasets import Concept, ConceptPlayground
 from notebookcarto.datasets.concept_data import (BrodenFolder, ConceptData, ConceptSample,
@@ -314,9 +315,8 @@ def test_atlas_section_clusters_chart_and_gallery(planted, tmp_path):
     cluster = np.full(len(atlas.neuron_ids), -1)
     cluster[n_pixels + 0] = cluster[n_pixels + 4] = 0  # red + a position unit
     cluster[n_pixels + 5] = 1  # a position unit alone
-    atlas.sections["clusters"] = {"meta": {"params": {}, "neuron_columns": ["cluster"]},
-                                  "arrays": {"cluster": cluster}}
-    section = attach_dissection(atlas, result)
+    atlas.attach(Clusters(cluster, cluster, atlas.neuron_ids, cluster_table(atlas, cluster), {}))
+    assert atlas.attach(result) is result
     neurons = atlas.neurons
     for ch, name in model.planted.items():
         row = neurons.loc[f"concepts:{ch}"]
@@ -324,28 +324,32 @@ def test_atlas_section_clusters_chart_and_gallery(planted, tmp_path):
     assert neurons.loc["concepts:4", "concept"] == ""  # not a detector: no label
     assert neurons.loc["concepts:4", "iou"] < 0.04
     assert np.isnan(neurons.loc["pixels:0", "iou"]) and neurons.loc["pixels:0", "concept"] == ""
-    meta = section["meta"]
-    assert meta["summary"][0]["detectors"] == n_pixels
-    assert meta["summary"][0]["per_category"]["colour"]["unique_concepts"] == n_pixels
-    assert meta["cluster_concepts"]["0"]["concept"] == model.planted[0]
-    assert meta["cluster_concepts"]["1"] == {"concept": "", "category": "", "count": 0,
-                                             "members": 1}
+    summary = result.summary()
+    assert summary.loc["concepts", "detectors"] == n_pixels
+    assert summary.loc["concepts", "colour_unique"] == n_pixels
+    names = cluster_concepts(neurons)
+    assert names.loc[0, "concept"] == model.planted[0]
+    assert names.loc[1].to_dict() == {"concept": "", "category": "", "count": 0, "members": 1}
     # a tie on counts goes to the larger summed IoU
-    atlas.sections["dissection"]["arrays"]["iou"][n_pixels + 1] = 2.0
-    cluster[n_pixels + 1] = 0
-    assert label_clusters(atlas)["0"]["concept"] == model.planted[1]
+    neurons.loc[f"concepts:{1}", "iou"] = 2.0
+    neurons.loc[f"concepts:{1}", "cluster"] = 0
+    assert cluster_concepts(neurons).loc[0, "concept"] == model.planted[1]
+    with pytest.raises(KeyError, match=r"lacks the columns \['cluster'\]"):
+        cluster_concepts(neurons.drop(columns="cluster"))
 
     fig = summary_figure(atlas)
     bars = {trace.name: list(trace.y) for trace in fig.data}
     assert bars["colour"] == [n_pixels] and sum(sum(v) for v in bars.values()) == n_pixels
     assert summary_figure(result, value="unique_concepts").data[0].y[0] == n_pixels
 
-    gallery = attach_gallery(atlas, model, data, result, n=4)
-    ids = atlas.sections["dissection"]["arrays"]["gallery_images"]
-    assert gallery.shape == (len(atlas.neuron_ids), 4, 32, 32, 3) and gallery.dtype == np.uint8
-    assert (ids[:n_pixels] == -1).all() and (ids[n_pixels:] >= 0).all()
-    images, top = unit_gallery(model, data, result, "concepts:0", n=4)
-    assert np.array_equal(images, gallery[n_pixels]) and np.array_equal(top, ids[n_pixels])
+    gallery = atlas.attach(dissection_gallery(model, data, result, n_images=4))
+    ids = gallery.image_ids["concepts"]
+    images_all = gallery.images["concepts"]
+    assert images_all.shape == (atlas.stats.layers["concepts"].channels, 4, 32, 32, 3)
+    assert images_all.dtype == np.uint8 and (ids >= 0).all()
+    images, top = unit_gallery(model, data, result, "concepts:0", n_images=4)
+    assert np.array_equal(images, images_all[0]) and np.array_equal(top, ids[0])
+    assert np.array_equal(gallery.unit("concepts:0")[0], images)
     name = model.planted[0]
     for image, i in zip(images, top):
         mask = ds.masks(int(i))[ds.concept_names.index(name)]  # M_k is the concept mask (T=0)
@@ -354,8 +358,18 @@ def test_atlas_section_clusters_chart_and_gallery(planted, tmp_path):
     atlas.save(tmp_path / "atlas")
     loaded = Atlas.load(tmp_path / "atlas")
     assert loaded.neurons["concept"].equals(atlas.neurons["concept"])
-    names = loaded.sections["dissection"]["meta"]["cluster_concepts"]
-    assert names["0"]["concept"] == model.planted[1]
+    back = loaded.get(Dissection)
+    assert back.layers == result.layers and back.params == result.params
+    for layer in result.layers:
+        assert np.array_equal(back.iou(layer), result.iou(layer))
+        assert np.array_equal(back.top_images[layer], result.top_images[layer])
+    pd.testing.assert_frame_equal(back.units(), result.units())
+    again = loaded.get(DissectionGallery)
+    assert np.array_equal(again.images["concepts"], images_all)
+    assert np.array_equal(again.image_ids["concepts"], ids)
+    other = Atlas.build(model, loader, ["pixels"], progress=False)
+    with pytest.raises(ValueError, match="dissected layer 'concepts' is not in the atlas"):
+        other.attach(result)
 
 
 def test_overlay_mask():

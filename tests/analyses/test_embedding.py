@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from notebookcarto import Atlas
-from notebookcarto.analyses.embedding import (embed_neurons, epoch_pairs, load_embedding,
+from notebookcarto.analyses.embedding import (Embedding, embed_neurons, epoch_pairs,
                                               sentences_from_sets, sgns_step, train_sgns)
 from notebookcarto.testing.planted_copies import planted_copies_atlas
 
@@ -21,7 +21,7 @@ def planted():
 @pytest.fixture(scope="module")
 def embedded(planted):
     atlas = planted[3]
-    return embed_neurons(atlas, snapshot_epochs=[1, 3, 5], progress=False)
+    return atlas.attach(embed_neurons(atlas, snapshot_epochs=[1, 3, 5], progress=False))
 
 
 def test_sgns_step_is_the_gradient_of_the_loss():
@@ -104,7 +104,7 @@ def test_snapshots_and_atlas_round_trip(planted, embedded, tmp_path):
     assert not np.array_equal(embedded.snapshot_vectors[0], embedded.vectors)
     assert np.isfinite(embedded.snapshot_xy).all()
     atlas.save(tmp_path / "atlas")
-    back = load_embedding(Atlas.load(tmp_path / "atlas"))
+    back = Atlas.load(tmp_path / "atlas").get(Embedding)
     for key in ("vectors", "xy", "snapshot_vectors", "snapshot_xy"):
         assert np.array_equal(getattr(back, key), getattr(embedded, key)), key
         assert getattr(back, key).dtype == np.float32
@@ -121,4 +121,6 @@ def test_bad_input(planted):
     with pytest.raises(ValueError, match="at least 2 neurons"):
         train_sgns(members, lengths, 1, progress=False)
     with pytest.raises(KeyError, match="embed_neurons"):
-        load_embedding(Atlas(atlas.stats))
+        Atlas(atlas.stats).get(Embedding)
+    with pytest.raises(KeyError, match="unknown neuron 'nope:1'"):
+        embed_neurons(atlas, epochs=1, progress=False).nearest("nope:1")

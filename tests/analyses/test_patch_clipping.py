@@ -1,4 +1,4 @@
-"""attach_patches clips receptive-field boxes to the image by default, and cuts the heat maps with
+"""example_patches clips receptive-field boxes to the image by default, and cuts the heat maps with
 exactly the patch's box and resize.
 
 Ground truth: a tiny model whose ``red`` map is 1 x (red intensity) at the single red pixel of each
@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from notebookcarto import Atlas
-from notebookcarto.analyses import attach_patches, receptive_fields
+from notebookcarto.analyses import example_patches, receptive_fields
 
 SIDE, HALF, SIZE = 16, 9, 33  # image side, half the wide kernel, patch size
 RED = [(0, 0), (0, 4), (4, 12), (12, 0), (12, 12), (8, 8), (4, 4), (0, 12)]  # on the 4-grid
@@ -114,7 +114,8 @@ def test_fields_are_as_designed(setup):
 
 def test_clipped_patches_and_heat_maps_match_brute_force(setup):
     model, pixels, levels, data, atlas = setup
-    section = attach_patches(atlas, model, data, k=len(RED), size=SIZE, progress=False)
+    section = example_patches(atlas, model, data, n_patches=len(RED), size=SIZE,
+                              progress=False).to_section()
     meta, arrays = section["meta"], section["arrays"]
     assert meta["crop"] == "clip" and meta["fill"] is None
     assert meta["heatmap_layers"] == ["wide", "down"]
@@ -143,8 +144,8 @@ def test_clipped_patches_and_heat_maps_match_brute_force(setup):
 
 def test_padding_mode_keeps_the_full_field(setup):
     model, pixels, levels, data, atlas = setup
-    section = attach_patches(atlas, model, data, k=len(RED), size=SIZE, fill=127,
-                             progress=False)
+    section = example_patches(atlas, model, data, n_patches=len(RED), size=SIZE, fill=127,
+                              progress=False).to_section()
     meta, arrays = section["meta"], section["arrays"]
     assert meta["crop"] == "pad" and meta["fill"] == [127, 127, 127]
     row = atlas.neuron_ids.index("wide:0")
@@ -170,8 +171,8 @@ def test_shrunk_heat_maps_are_resized_like_the_patches(setup):
     filter as the pixels, not a plain bilinear sampling."""
     model, pixels, levels, data, atlas = setup
     size = 5
-    arrays = attach_patches(atlas, model, data, k=len(RED), size=size,
-                            progress=False)["arrays"]
+    arrays = example_patches(atlas, model, data, n_patches=len(RED), size=size,
+                             progress=False).to_section()["arrays"]
     row = atlas.neuron_ids.index("wide:0")
     order = arrays["images"][row]
     top = levels[order].max()
@@ -186,10 +187,10 @@ def test_shrunk_heat_maps_are_resized_like_the_patches(setup):
 
 def test_fill_colour_and_bad_fill(setup):
     model, pixels, levels, data, atlas = setup
-    section = attach_patches(atlas, model, data, k=2, size=SIZE, fill=(1, 2, 3), heatmaps=False,
-                             progress=False)
+    section = example_patches(atlas, model, data, n_patches=2, size=SIZE, fill=(1, 2, 3),
+                              heatmaps=False, progress=False).to_section()
     assert section["meta"]["fill"] == [1, 2, 3] and "heatmaps" not in section["arrays"]
     corner = section["arrays"]["patches"][atlas.neuron_ids.index("wide:0"), 0]
     assert np.array_equal(corner[0, 0], [1, 2, 3])
     with pytest.raises(ValueError, match="fill"):
-        attach_patches(atlas, model, data, k=2, size=SIZE, fill=300, progress=False)
+        example_patches(atlas, model, data, n_patches=2, size=SIZE, fill=300, progress=False)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from notebookcarto import Atlas, collect_stats
-from notebookcarto.analyses import (ReceptiveField, example_patches, image_getter,
+from notebookcarto.analyses import (ReceptiveField, crop_patches, image_getter,
                                     neuron_patches, receptive_fields)
 
 
@@ -164,11 +164,9 @@ def test_resnet20_fields():
 
 @pytest.mark.slow
 def test_resnet20_pretrained_fields(shared):
-    resnet_cifar = pytest.importorskip("notebookcarto.models.resnet_cifar")
-    try:
-        model = resnet_cifar.load_resnet20()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    from notebookcarto.models import load_resnet20
+
+    model = load_resnet20(shared / "models" / "resnet20-cifar10.th")
     fields = receptive_fields(model, ["layer3.2"], (3, 32, 32))
     for name, rf in fields.items():
         assert (rf.stride, rf.offset, rf.size) == RESNET20[name]
@@ -269,7 +267,7 @@ def test_patches_are_centred_on_the_dot_and_padded_outside_the_image(dots):
     rf = fields["1"]
     top = atlas.top_images("1:0")
     assert set(top["image"]) <= set(range(len(DOTS))) and (top["value"] > 0).all()  # no blanks
-    patches = neuron_patches(atlas, "1:0", lambda i: images[i], fields, n=6)
+    patches = neuron_patches(atlas, "1:0", lambda i: images[i], fields, n_patches=6)
     assert patches.dtype == np.uint8 and patches.shape == (6, 7, 7, 3)
     centre = (rf.size[0] - 1) / 2
     for patch, image, row, col in zip(patches, top["image"], top["row"], top["col"]):
@@ -296,8 +294,8 @@ def test_patches_from_a_normalised_dataset(dots):
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
     dataset = TensorDataset(x, torch.zeros(len(x), dtype=torch.long))
-    expected = neuron_patches(atlas, "1:0", lambda i: images[i], fields["1"], n=4)
-    got = neuron_patches(atlas, "1:0", image_getter(dataset, mean, std), fields["1"], n=4)
+    expected = neuron_patches(atlas, "1:0", lambda i: images[i], fields["1"], n_patches=4)
+    got = neuron_patches(atlas, "1:0", image_getter(dataset, mean, std), fields["1"], n_patches=4)
     assert np.array_equal(got, expected)
 
     class Playground:  # a data set with image_uint8 is read through it
@@ -307,38 +305,38 @@ def test_patches_from_a_normalised_dataset(dots):
         def image_uint8(self, i):
             return images[i]
 
-    assert np.array_equal(neuron_patches(atlas, "1:0", Playground(), fields, n=4), expected)
+    assert np.array_equal(neuron_patches(atlas, "1:0", Playground(), fields, n_patches=4), expected)
 
 
 def test_fill_colour_size_and_empty_input(dots):
     images, atlas, fields = dots
     rf = fields["1"]
-    patch = example_patches(lambda i: images[i], rf, [0], [0], [0], fill=(1, 2, 3))[0]
+    patch = crop_patches(lambda i: images[i], rf, [0], [0], [0], fill=(1, 2, 3))[0]
     assert patch[0, 0].tolist() == [1, 2, 3]
-    resized = neuron_patches(atlas, "1:0", lambda i: images[i], rf, n=3, size=21)
+    resized = neuron_patches(atlas, "1:0", lambda i: images[i], rf, n_patches=3, size=21)
     assert resized.dtype == np.uint8 and resized.shape == (3, 21, 21, 3)
-    tall = example_patches(lambda i: images[i], rf, [2, 3], [5, 1], [3, 7], size=(10, 6))
+    tall = crop_patches(lambda i: images[i], rf, [2, 3], [5, 1], [3, 7], size=(10, 6))
     assert tall.shape == (2, 10, 6, 3)
-    empty = example_patches(lambda i: images[i], rf, [], [], [])
+    empty = crop_patches(lambda i: images[i], rf, [], [], [])
     assert empty.shape == (0, 7, 7, 3) and empty.dtype == np.uint8
-    grey = example_patches(lambda i: images[i][:, :, 0], rf, [0], [1], [1])  # grey -> RGB
+    grey = crop_patches(lambda i: images[i][:, :, 0], rf, [0], [1], [1])  # grey -> RGB
     assert grey.shape == (1, 7, 7, 3)
 
 
 def test_whole_image_field_gives_the_whole_image(dots):
     images, _, _ = dots
     rf = ReceptiveField.covering(SIDE, SIDE)
-    patches = example_patches(lambda i: images[i], rf, [2, 0], [0, 0], [0, 0])
+    patches = crop_patches(lambda i: images[i], rf, [2, 0], [0, 0], [0, 0])
     assert np.array_equal(patches, images[[2, 0]])
-    assert example_patches(lambda i: images[i], rf, [1], [0], [0], size=8).shape == (1, 8, 8, 3)
+    assert crop_patches(lambda i: images[i], rf, [1], [0], [0], size=8).shape == (1, 8, 8, 3)
 
 
 def test_bad_patch_inputs(dots):
     images, atlas, fields = dots
     rf = fields["1"]
     get = lambda i: images[i]  # noqa: E731
-    with pytest.raises(ValueError, match="n must be"):
-        neuron_patches(atlas, "1:0", get, rf, n=0)
+    with pytest.raises(ValueError, match="n_patches must be"):
+        neuron_patches(atlas, "1:0", get, rf, n_patches=0)
     with pytest.raises(KeyError, match="unknown neuron"):
         neuron_patches(atlas, "1:5", get, rf)
     with pytest.raises(KeyError, match="no receptive field"):
@@ -347,27 +345,27 @@ def test_bad_patch_inputs(dots):
         neuron_patches(atlas, "1:0", get, ReceptiveField((1, 1), (0, 0), (3, 3), (SIDE, SIDE),
                                                          (20, 20)))
     with pytest.raises(ValueError, match="one row and one column"):
-        example_patches(get, rf, [0, 1], [0], [0, 1])
+        crop_patches(get, rf, [0, 1], [0], [0, 1])
     with pytest.raises(ValueError, match="outside"):
-        example_patches(get, rf, [0], [10], [0])
+        crop_patches(get, rf, [0], [10], [0])
     with pytest.raises(ValueError, match="measured for"):
-        example_patches(lambda i: np.zeros((32, 32, 3), np.uint8), rf, [0], [0], [0])
+        crop_patches(lambda i: np.zeros((32, 32, 3), np.uint8), rf, [0], [0], [0])
     with pytest.raises(ValueError, match="fill"):
-        example_patches(get, rf, [0], [0], [0], fill=300)
+        crop_patches(get, rf, [0], [0], [0], fill=300)
     with pytest.raises(ValueError, match="size"):
-        example_patches(get, rf, [0], [0], [0], size=0)
+        crop_patches(get, rf, [0], [0], [0], size=0)
     with pytest.raises(TypeError, match="ReceptiveField"):
-        example_patches(get, {"1": rf}, [0], [0], [0])
+        crop_patches(get, {"1": rf}, [0], [0], [0])
 
 
 def test_fill_none_clips_the_box_to_the_image():
     image = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
     rf = ReceptiveField(stride=(1, 1), offset=(-3, -3), size=(7, 7), input_shape=(10, 10),
                         map_shape=(10, 10))
-    corner = example_patches(lambda i: image, rf, [0], [0], [0], fill=None, size=4)
+    corner = crop_patches(lambda i: image, rf, [0], [0], [0], fill=None, size=4)
     assert corner.shape == (1, 4, 4, 3)
     # the clipped box of (0, 0) is rows 0..3, cols 0..3: exactly the image's corner
-    assert np.array_equal(example_patches(lambda i: image, rf, [0], [0], [0], fill=None,
+    assert np.array_equal(crop_patches(lambda i: image, rf, [0], [0], [0], fill=None,
                                           size=(4, 4))[0], image[:4, :4])
-    centre = example_patches(lambda i: image, rf, [0], [5], [5], fill=None)
+    centre = crop_patches(lambda i: image, rf, [0], [5], [5], fill=None)
     assert np.array_equal(centre[0], image[2:9, 2:9])

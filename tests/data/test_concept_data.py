@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from helpers import IMAGE_LEVEL, LABELS, PIXEL, random_broden_arrays, write_broden
+from helpers import LABELS, PIXEL, random_broden_arrays, write_broden
 from notebookcarto.datasets import Concept, ConceptPlayground
 from notebookcarto.datasets.concept_data import (BrodenFolder, ConceptData, ConceptSample,
                                                  ConceptTensors, PlaygroundConcepts,

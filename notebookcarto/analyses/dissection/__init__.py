@@ -1,4 +1,4 @@
-"""Network Dissection (Bau et al., CVPR 2017 / TPAMI 2018; REFERENCE section 3).
+"""Network Dissection (Bau, Zhou, Khosla, Oliva, Torralba, CVPR 2017; TPAMI 2018).
 
 ``dissect(model, data, layers)`` labels every unit (channel) of the chosen layers with the
 concept whose pixels its high activations cover best:
@@ -35,19 +35,21 @@ present gets IoU 0 (no division by zero); counts are exact integers (summed in i
 equals a brute-force reference exactly, in one pass or two (tests/test_dissection.py). Only
 layers with spatial maps (B, C, H, W) can be dissected.
 
-Results go into the Atlas with ``attach_dissection`` (section "dissection"; cluster names with
-``label_clusters``), a plotly chart of the summary with ``summary_figure`` and galleries of top
-images with the unit's mask overlaid with ``unit_gallery`` / ``attach_gallery``.
+The ``Dissection`` goes into the Atlas with ``atlas.attach(result)`` (it adds the columns
+``concept``, ``category`` and ``iou`` to ``atlas.neurons``; ``cluster_concepts(atlas.neurons)``
+names clusters after their members' labels); ``summary_figure`` charts the summary; galleries of
+top images with the unit's mask overlaid come from ``unit_gallery`` and, for every unit, from
+``dissection_gallery`` (a ``DissectionGallery`` result).
 ``rotate_channels`` builds the paper's control: a random rotation of a layer's channel basis
 that leaves the model's function unchanged.
 """
 
-from .atlas import attach_dissection, label_clusters, summary_figure
-from .gallery import attach_gallery, overlay_mask, unit_gallery
-from .result import Dissection
+from .gallery import dissection_gallery, overlay_mask, unit_gallery
+from .result import Dissection, DissectionGallery
 from .rotation import ChannelMix, ChannelRotation, random_rotation, rotate_channels
 from .run import METHODS, dissect
+from .summary import cluster_concepts, summary_figure
 
-__all__ = ["METHODS", "ChannelMix", "ChannelRotation", "Dissection", "attach_dissection",
-           "attach_gallery", "dissect", "label_clusters", "overlay_mask", "random_rotation",
-           "rotate_channels", "summary_figure", "unit_gallery"]
+__all__ = ["METHODS", "ChannelMix", "ChannelRotation", "Dissection", "DissectionGallery",
+           "cluster_concepts", "dissect", "dissection_gallery", "overlay_mask",
+           "random_rotation", "rotate_channels", "summary_figure", "unit_gallery"]

@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 from ...capture import Capture, model_device
 from ...datasets.concept_data import ConceptBatch, ConceptData
 
+__all__ = ["Concepts", "check_map", "chunks", "forward", "resample"]
+
 CHUNK_ELEMENTS = 1 << 24  # resampled activations held at once (images are processed in chunks)
 
 

@@ -27,6 +27,8 @@ from ...stats.quantile import QuantileSketch, TopValues
 from ...stats.reducers import LayerBatch, TopImages
 from .batches import CHUNK_ELEMENTS, chunks, resample
 
+__all__ = ["Band", "Counter", "Search", "Tally", "estimator", "fired", "spread"]
+
 SPARSE_DENSITY = 0.05  # share of raw positions above T up to which ``Tally`` counts pixel by pixel
 # the guessed band: the levels exceeded by 2 m + 3 sqrt(m) and by m / 2 - 3 sqrt(m) of the first
 # batch's values, m being how many of them T should exceed

@@ -9,7 +9,9 @@ from torch import nn
 from ...capture import Capture, model_device
 from ...datasets.concept_data import ConceptData
 from .batches import check_map, resample
-from .result import Dissection
+from .result import Dissection, DissectionGallery
+
+__all__ = ["dissection_gallery", "overlay_mask", "unit_gallery"]
 
 
 def overlay_mask(image: np.ndarray, mask: np.ndarray, darken: float = 0.35,
@@ -59,47 +61,41 @@ def _overlays(model, data, result: Dissection, layer: str, pairs, darken, outlin
     return np.stack(out) if out else np.zeros((0, 1, 1, 3), dtype=np.uint8)
 
 
-def unit_gallery(model: nn.Module, data: ConceptData, result: Dissection, neuron: str,
-                 n: int | None = None, darken: float = 0.35, outline=(255, 214, 0)):
-    """A unit's top images (best first, at most ``n``; default all kept) with its mask
+def unit_gallery(model: nn.Module, data: ConceptData, result: Dissection, neuron: str, *,
+                 n_images: int | None = None, darken: float = 0.35,
+                 outline=(255, 214, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """A unit's top images (best first, at most ``n_images``; default all kept) with its mask
     M_k = (activation resampled to the image size > T_k) overlaid: the outside darkened, the
     border drawn. Returns (uint8 (n, H, W, 3), image ids (n,))."""
     layer, _, channel = str(neuron).rpartition(":")
     result._check_layer(layer)
     c = int(channel)
     ids = result.top_images[layer][c]
-    ids = ids[ids >= 0][:n]
+    ids = ids[ids >= 0][:n_images]
     images = _overlays(model, data, result, layer, [(c, i) for i in ids], darken, outline)
     return images, ids
 
 
-def attach_gallery(atlas, model: nn.Module, data: ConceptData, result: Dissection,
-                   n: int = 10, darken: float = 0.35, outline=(255, 214, 0)) -> np.ndarray:
-    """Galleries of every dissected unit into the atlas's "dissection" section: arrays
-    ``gallery`` (neurons, n, H, W, 3) uint8 (zeros for units without images) and
-    ``gallery_images`` (neurons, n) int64 (-1 for none). Returns the gallery."""
-    if "dissection" not in atlas.sections:
-        raise KeyError("the atlas has no 'dissection' section: run attach_dissection first")
-    position = {name: i for i, name in enumerate(atlas.neuron_ids)}
-    gallery, ids_out = None, np.full((len(position), n), -1, dtype=np.int64)
+def dissection_gallery(model: nn.Module, data: ConceptData, result: Dissection, *,
+                       n_images: int = 10, darken: float = 0.35,
+                       outline=(255, 214, 0)) -> DissectionGallery:
+    """Galleries of every dissected unit: its ``n_images`` top images with its mask overlaid
+    (``unit_gallery``), as a ``DissectionGallery`` (zeros and id -1 where a unit has fewer)."""
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
+        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    images, image_ids = {}, {}
     for layer in result.layers:
-        top = result.top_images[layer][:, :n]
+        top = result.top_images[layer][:, :n_images]
         pairs = [(c, int(i)) for c in range(top.shape[0]) for i in top[c] if i >= 0]
-        images = _overlays(model, data, result, layer, pairs, darken, outline)
-        if gallery is None and len(images):
-            gallery = np.zeros((len(position), n, *images.shape[1:]), dtype=np.uint8)
-        if len(images) and images.shape[1:] != gallery.shape[2:]:
-            raise ValueError("gallery images of different layers have different sizes")
-        slot = {}
-        for (c, i), image in zip(pairs, images):
-            row = position[f"{layer}:{c}"]
-            r = slot.get(row, 0)
-            gallery[row, r] = image
-            ids_out[row, r] = i
-            slot[row] = r + 1
-    if gallery is None:
-        gallery = np.zeros((len(position), n, 1, 1, 3), dtype=np.uint8)
-    atlas.sections["dissection"]["arrays"]["gallery"] = gallery
-    atlas.sections["dissection"]["arrays"]["gallery_images"] = ids_out
-    return gallery
-
+        overlays = _overlays(model, data, result, layer, pairs, darken, outline)
+        size = overlays.shape[1:] if len(overlays) else (1, 1, 3)
+        images[layer] = np.zeros((top.shape[0], n_images, *size), dtype=np.uint8)
+        image_ids[layer] = np.full((top.shape[0], n_images), -1, dtype=np.int64)
+        slot = np.zeros(top.shape[0], dtype=np.int64)
+        for (c, i), image in zip(pairs, overlays):
+            images[layer][c, slot[c]] = image
+            image_ids[layer][c, slot[c]] = i
+            slot[c] += 1
+    params = {"n_images": n_images, "darken": float(darken),
+              "outline": None if outline is None else [int(v) for v in outline]}
+    return DissectionGallery(list(result.layers), images, image_ids, params)

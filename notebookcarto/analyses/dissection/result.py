@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from ..result import Result
+
+if TYPE_CHECKING:
+    from ...atlas import Atlas
+
+__all__ = ["Dissection", "DissectionGallery"]
+
 
 @dataclass
-class Dissection:
+class Dissection(Result):
     """The result of ``dissect``; per-layer arrays are numpy, units in channel order.
 
     Attributes:
@@ -21,7 +29,8 @@ class Dissection:
         area: layer -> (C, G) int64, A per category.
         ground: (K,) int64, G per concept (pixels at mask resolution).
         top_images, top_values: layer -> (C, top_n) image ids (-1: none) and spatial maxima.
-        params: method, quantile, iou_threshold, k, seed, batch_size, n_images.
+        params: method, quantile, iou_threshold, estimator, sketch_size, seed, batch_size,
+            top_n, n_images, passes.
     """
 
     layers: list[str]
@@ -35,6 +44,57 @@ class Dissection:
     top_images: dict[str, np.ndarray]
     top_values: dict[str, np.ndarray]
     params: dict = field(default_factory=dict)
+
+    section: ClassVar[str] = "dissection"
+
+    def to_section(self) -> dict:
+        arrays = {"ground": np.asarray(self.ground, dtype=np.int64)}
+        for layer in self.layers:
+            arrays[f"thresholds/{layer}"] = np.asarray(self.thresholds[layer], np.float32)
+            arrays[f"intersection/{layer}"] = np.asarray(self.intersection[layer], np.int64)
+            arrays[f"area/{layer}"] = np.asarray(self.area[layer], np.int64)
+            arrays[f"top_images/{layer}"] = np.asarray(self.top_images[layer], np.int64)
+            arrays[f"top_values/{layer}"] = np.asarray(self.top_values[layer], np.float32)
+        meta = {"layers": list(self.layers), "concepts": list(self.concepts),
+                "concept_categories": list(self.concept_categories),
+                "categories": list(self.categories), "params": dict(self.params)}
+        return {"meta": meta, "arrays": arrays}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "Dissection":
+        meta, arrays = section["meta"], section["arrays"]
+        layers = [str(n) for n in meta["layers"]]
+        per_layer = {kind: {n: arrays[f"{kind}/{n}"] for n in layers}
+                     for kind in ("thresholds", "intersection", "area", "top_images",
+                                  "top_values")}
+        return cls(layers=layers, concepts=list(meta["concepts"]),
+                   concept_categories=list(meta["concept_categories"]),
+                   categories=list(meta["categories"]), ground=arrays["ground"],
+                   params=dict(meta["params"]), **per_layer)
+
+    def check(self, atlas: "Atlas") -> None:
+        for layer in self.layers:
+            if layer not in atlas.layers:
+                raise ValueError(f"dissected layer {layer!r} is not in the atlas (layers "
+                                 f"{atlas.layers}): dissect the atlas's layers")
+            expected = atlas.stats.layers[layer].channels
+            if len(self.thresholds[layer]) != expected:
+                raise ValueError(f"layer {layer!r}: the atlas has {expected} channels, the "
+                                 f"dissection {len(self.thresholds[layer])}")
+
+    def neuron_columns(self, atlas: "Atlas") -> dict[str, np.ndarray]:
+        """``concept`` and ``category`` (the best concept of detectors, "" for other units and
+        for layers not dissected) and ``iou`` (the best IoU; NaN where not dissected)."""
+        n = len(atlas.neuron_ids)
+        concept, category = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+        iou = np.full(n, np.nan)
+        units = self.units()
+        rows = atlas.neuron_index(list(units.index))
+        detector = units["detector"].to_numpy()
+        concept[rows] = np.where(detector, units["concept"], "")
+        category[rows] = np.where(detector, units["category"], "")
+        iou[rows] = units["iou"].to_numpy()
+        return {"concept": concept.astype(str), "category": category.astype(str), "iou": iou}
 
     @property
     def iou_threshold(self) -> float:
@@ -101,20 +161,55 @@ class Dissection:
             rows.append(row)
         return pd.DataFrame(rows).set_index("layer")
 
-    def summary_records(self) -> list[dict]:
-        """The summary as JSON-ready records (the Atlas section's ``summary``)."""
-        out = []
-        for layer, row in self.summary().iterrows():
-            out.append({"layer": layer, "units": int(row["units"]),
-                        "detectors": int(row["detectors"]),
-                        "unique_concepts": int(row["unique_concepts"]),
-                        "per_category": {g: {"detectors": int(row[f"{g}_detectors"]),
-                                             "unique_concepts": int(row[f"{g}_unique"])}
-                                         for g in self.categories}})
-        return out
-
     def __repr__(self) -> str:
         n = sum(len(t) for t in self.thresholds.values())
         return (f"Dissection({len(self.layers)} layers, {n} units, {len(self.concepts)} "
                 f"concepts, method={self.params.get('method')!r})")
 
+
+
+@dataclass
+class DissectionGallery(Result):
+    """Top images of dissected units with the unit's mask M_k overlaid (``dissection_gallery``).
+
+    Attributes:
+        layers: the layers.
+        images: layer -> uint8 (C, n_images, H, W, 3) overlays, best first (zeros: none).
+        image_ids: layer -> int64 (C, n_images) image ids (-1: none).
+        params: n_images, darken, outline.
+    """
+
+    layers: list[str]
+    images: dict[str, np.ndarray]
+    image_ids: dict[str, np.ndarray]
+    params: dict = field(default_factory=dict)
+
+    section: ClassVar[str] = "dissection_gallery"
+
+    def unit(self, neuron: str) -> tuple[np.ndarray, np.ndarray]:
+        """(overlays (n, H, W, 3), image ids (n,)) of one unit ``"layer:channel"``."""
+        layer, _, channel = str(neuron).rpartition(":")
+        if layer not in self.images or not channel.isdigit():
+            raise KeyError(f"no gallery for {neuron!r}: the gallery has layers {self.layers}")
+        ids = self.image_ids[layer][int(channel)]
+        keep = ids >= 0
+        return self.images[layer][int(channel)][keep], ids[keep]
+
+    def to_section(self) -> dict:
+        arrays = {}
+        for layer in self.layers:
+            arrays[f"images/{layer}"] = np.asarray(self.images[layer], np.uint8)
+            arrays[f"image_ids/{layer}"] = np.asarray(self.image_ids[layer], np.int64)
+        return {"meta": {"layers": list(self.layers), "params": dict(self.params)},
+                "arrays": arrays}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "DissectionGallery":
+        meta, arrays = section["meta"], section["arrays"]
+        layers = [str(n) for n in meta["layers"]]
+        return cls(layers, {n: arrays[f"images/{n}"] for n in layers},
+                   {n: arrays[f"image_ids/{n}"] for n in layers}, dict(meta["params"]))
+
+    def __repr__(self) -> str:
+        n = sum(len(v) for v in self.image_ids.values())
+        return f"DissectionGallery({len(self.layers)} layers, {n} units)"

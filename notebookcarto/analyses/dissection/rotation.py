@@ -9,6 +9,8 @@ from torch import nn
 
 from ...capture import model_device
 
+__all__ = ["ChannelMix", "ChannelRotation", "random_rotation", "rotate_channels"]
+
 
 class ChannelMix(nn.Module):
     """Multiply the channel axis (dim 1) by a fixed matrix: out[:, i] = sum_j m[i, j] x[:, j]."""

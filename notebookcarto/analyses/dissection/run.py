@@ -14,15 +14,17 @@ from .batches import Concepts, forward
 from .counting import Search, Tally, estimator as make_estimator
 from .result import Dissection
 
+__all__ = ["METHODS", "dissect"]
+
 METHODS = {"original": 0.005, "2020": 0.01}
 
 
 def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "original",
             quantile: float | None = None, iou_threshold: float = 0.04, concepts=None,
-            thresholds: dict | None = None, estimator: str = "auto", k: int = 8192,
+            thresholds: dict | None = None, estimator: str = "auto", sketch_size: int = 8192,
             exact_limit: int = 1 << 26, cache_limit: int = 1 << 25, batch_size: int = 64,
-            top_n: int = 10,
-            num_workers: int = 0, seed: int = 0, progress: bool = True) -> Dissection:
+            top_n: int = 10, num_workers: int = 0, seed: int = 0,
+            progress: bool = True) -> Dissection:
     """Network Dissection of ``layers`` (default: ``mappable_layers(model)``) over ``data``.
 
     Args:
@@ -37,9 +39,10 @@ def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "
         thresholds: {layer: (C,) thresholds} to skip the quantile pass.
         estimator: how the quantile pass finds thresholds: "exact" keeps the top values of every
             unit (``stats.TopValues``: exact, about ``quantile`` x positions values per unit),
-            "sketch" uses ``stats.QuantileSketch`` (fixed memory, rank error about 1/k of the
-            positions), "auto" is exact when a layer needs at most ``exact_limit`` values.
-        k: capacity of the quantile sketch.
+            "sketch" uses ``stats.QuantileSketch`` (fixed memory, rank error about
+            1/sketch_size of the positions), "auto" is exact when a layer needs at most
+            ``exact_limit`` values.
+        sketch_size: capacity of the quantile sketch.
         exact_limit: the most values per layer the exact estimator may hold under "auto".
         cache_limit: the most fired pixels kept per layer (12 bytes each: 400 MB at 2**25)
             from the band around T that lets one forward pass give the thresholds and the
@@ -80,8 +83,9 @@ def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "
     device = model_device(model)
     chosen = Concepts(data, concepts, device)
     params = dict(method=method, quantile=float(quantile), iou_threshold=float(iou_threshold),
-                  estimator=estimator if thresholds is None else "given", k=k, seed=seed,
-                  batch_size=batch_size, top_n=top_n, n_images=len(data))
+                  estimator=estimator if thresholds is None else "given",
+                  sketch_size=sketch_size, seed=seed, batch_size=batch_size, top_n=top_n,
+                  n_images=len(data))
     feed = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
     passes = 1
     if thresholds is None:
@@ -89,7 +93,7 @@ def dissect(model: nn.Module, data: ConceptData, layers=None, *, method: str = "
             def make(name, z, mask_shape):
                 positions = math.prod(z.shape[2:] if method == "original" else mask_shape)
                 estimate = make_estimator(kind, z.shape[1], len(data) * positions,
-                                          1.0 - quantile, k=k,
+                                          1.0 - quantile, k=sketch_size,
                                           seed=seed * 1000 + layers.index(name),
                                           exact_limit=exact_limit, device=z.device)
                 return Search(estimate, method, quantile, chosen.targets, top_n, cache)

@@ -1,16 +1,9 @@
-"""Example patches of every neuron, stored in the Atlas for the views.
+"""Example patches of every neuron, for the galleries and the views.
 
-``attach_patches`` measures the receptive fields of the atlas's layers, crops each neuron's ``k``
-best top images around the argmax over that field (``example_patches``) and stores them, with the
-activation map over each patch (for the gallery's heatmap overlay), as the section ``"patches"``:
-
-    meta    size, k, layers, input_shape, heatmap_layers,
-            crop ("clip" or "pad") and fill (None, or the [r, g, b] padding colour)
-    arrays  patches  (neurons, k, size, size, 3) uint8   the patches, best first
-            heatmaps (neurons, k, size, size)    uint8   the neuron's map over each patch,
-                                                          255 = the neuron's largest top value
-            values   (neurons, k) float32                spatial max of each patch's image (NaN: none)
-            images   (neurons, k) int64                  image id of each patch (-1: none)
+``example_patches`` measures the receptive fields of the atlas's layers, crops each neuron's
+``n_patches`` best top images around the argmax over that field (``crop_patches``) and returns
+them, with the activation map over each patch (for the gallery's heatmap overlay), as a
+``Patches`` result.
 
 NeuroCartography cropped a fixed +-15 % of the map around the argmax, which is too small for deep
 layers and too large for shallow ones; here the crop is the measured receptive field of the layer.
@@ -25,27 +18,22 @@ on the pixels it describes (a plain upsampling puts position j at (j + 1/2) * st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..capture import Capture, model_device
-from .patches import _cut, _fill_colour, _resize, _to_uint8_image, example_patches, image_getter
-from .receptive_field import ReceptiveField, receptive_fields
+from ...capture import Capture, model_device
+from ...datasets.items import image_data
+from .crops import _cut, _fill_colour, _resize, _to_uint8_image, crop_patches, image_getter
+from .fields import ReceptiveField, receptive_fields
+from .result import Patches
 
+if TYPE_CHECKING:
+    from ...atlas import Atlas
 
-def _model_input(item) -> torch.Tensor:
-    """The model input of a data set item: a (C, H, W) float tensor."""
-    if isinstance(item, dict):
-        item = item["image"]
-    elif isinstance(item, (tuple, list)):
-        item = item[0]
-    if not isinstance(item, torch.Tensor):
-        item = torch.as_tensor(np.asarray(item))
-    if item.ndim != 3:
-        raise ValueError(f"dataset items must hold a (C, H, W) image tensor as the model sees it, "
-                         f"got shape {tuple(item.shape)}")
-    return item
+__all__ = ["example_patches"]
 
 
 def _top(atlas, layer: str, k: int):
@@ -116,33 +104,36 @@ def _heat_crops(maps: torch.Tensor, rf: ReceptiveField, rows, cols, size: int, f
     return out
 
 
-def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: int | None = None,
-                   input_shape=None, mean=None, std=None, fill=None, heatmaps: bool = True,
-                   rf: dict | None = None, batch_size: int = 64, progress: bool = True) -> dict:
-    """Compute every neuron's ``k`` example patches and store them as ``atlas.sections["patches"]``.
+def example_patches(atlas: "Atlas", model: torch.nn.Module, data, *, n_patches: int = 9,
+                    size: int | None = None, input_shape=None, mean=None, std=None, fill=None,
+                    heatmaps: bool = True, rf: dict | None = None, batch_size: int = 64,
+                    progress: bool = True) -> Patches:
+    """Every neuron's ``n_patches`` example patches, as a ``Patches`` result.
 
-    ``dataset`` must be the data set the atlas was built from, in the loader's order (image ids are
-    positions in it); its items are images or (image, label) pairs as the model sees them.
-    ``input_shape`` (C, H, W) defaults to the shape of ``dataset[0]``'s image; the receptive fields
-    are measured for it (or taken from ``rf``, a ``receptive_fields`` dict). Patches are resized to
-    ``size`` x ``size`` pixels (default: the input height, at most 64). ``mean``/``std`` undo a
-    normalisation for display (see ``image_getter``). Where a receptive field leaves the image,
-    ``fill=None`` (the default) clips the box to the image and resizes what is left to ``size``;
-    a grey level or an RGB triple pads the box with that colour instead (the full field, with the
-    argmax at its centre). With ``heatmaps`` the top images run through the model once more (in
-    batches of ``batch_size``, on the model's device) to cut each neuron's activation map over
-    its patches: the same box as the patch (zeros where a padded box leaves the image), resized
-    the same way.
-
-    Returns the section dict (also stored in the atlas). See the module docstring for its format.
+    ``data`` must be the data set the atlas was built from, in the same order (image ids are
+    positions in it); its items are images or (image, label) pairs as the model sees them (see
+    ``notebookcarto.datasets.items``). ``input_shape`` (C, H, W) defaults to the shape of the
+    first image; the receptive fields are measured for it (or taken from ``rf``, a
+    ``receptive_fields`` dict). Patches are resized to ``size`` x ``size`` pixels (default: the
+    input height, at most 64). ``mean``/``std`` undo a normalisation for display; by default
+    they are read from a torchvision ``Normalize`` in the data set's transform (see
+    ``image_getter``). Where a receptive field leaves the image, ``fill=None`` (the default)
+    clips the box to the image and resizes what is left to ``size``; a grey level or an RGB
+    triple pads the box with that colour instead (the full field, with the argmax at its
+    centre). With ``heatmaps`` the top images run through the model once more (in batches of
+    ``batch_size``, on the model's device) to cut each neuron's activation map over its patches:
+    the same box as the patch (zeros where a padded box leaves the image), resized the same way.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a whole number of patches, at least 1, got {k!r}")
-    if len(dataset) < atlas.stats.n_images:
+    if isinstance(n_patches, bool) or not isinstance(n_patches, (int, np.integer)) or n_patches < 1:
+        raise ValueError(f"n_patches must be a whole number of patches, at least 1, got "
+                         f"{n_patches!r}")
+    k = int(n_patches)
+    items = image_data(data, model=model)
+    if len(items) < atlas.stats.n_images:
         raise ValueError(f"the atlas was built over {atlas.stats.n_images} images but the data set "
-                         f"has {len(dataset)}: pass the data set the atlas was built from")
+                         f"has {len(items)}: pass the data set the atlas was built from")
     if input_shape is None:
-        input_shape = tuple(_model_input(dataset[0]).shape)
+        input_shape = items.first_shape
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) == 2:
         input_shape = (3,) + input_shape
@@ -159,7 +150,7 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
     if missing:
         raise KeyError(f"no receptive field for layers {missing}: measure them with "
                        "receptive_fields(model, atlas.layers, input_shape)")
-    getter = image_getter(dataset, mean, std)
+    getter = image_getter(data, mean, std)
     cache: dict[int, np.ndarray] = {}
 
     def pixels(i):  # each image is decoded once, however many neurons use it
@@ -179,27 +170,31 @@ def attach_patches(atlas, model: torch.nn.Module, dataset, *, k: int = 9, size: 
         tops[name] = (start, index, vals, rows, cols)
         valid = index >= 0
         if valid.any():
-            crops = example_patches(pixels, rf[name], index[valid], rows[valid], cols[valid],
-                                    size=size, fill=colour)
+            crops = crop_patches(pixels, rf[name], index[valid], rows[valid], cols[valid],
+                                 size=size, fill=colour)
             block = patches[start:start + channels]
             block[valid] = crops
         values[start:start + channels] = vals
         images[start:start + channels] = index
         start += channels
-    meta = {"size": size, "k": int(k), "layers": layers, "input_shape": list(input_shape),
-            "heatmap_layers": [], "crop": "clip" if colour is None else "pad",
-            "fill": None if colour is None else [int(v) for v in colour]}
-    arrays = {"patches": patches, "values": values, "images": images}
+    heat, heat_layers = None, []
     if heatmaps:
-        heat, meta["heatmap_layers"] = _heatmaps(atlas, model, dataset, rf, tops, size, colour,
-                                                 batch_size, progress)
-        arrays["heatmaps"] = heat
-    section = {"meta": meta, "arrays": arrays}
-    atlas.sections["patches"] = section
-    return section
+        heat, heat_layers = _heatmaps(atlas, model, items, rf, tops, size, colour, batch_size,
+                                      progress)
+    return Patches(patches=patches, values=values, images=images, heatmaps=heat,
+                   layers=list(layers), input_shape=list(input_shape),
+                   heatmap_layers=heat_layers,
+                   fill=None if colour is None else [int(v) for v in colour],
+                   params={"mean": _listed(mean), "std": _listed(std),
+                           "batch_size": int(batch_size)})
 
 
-def _heatmaps(atlas, model, dataset, rf, tops, size, fill, batch_size, progress):
+def _listed(value):
+    """A mean/std argument as JSON: None, or a list of floats."""
+    return None if value is None else [float(v) for v in np.atleast_1d(value)]
+
+
+def _heatmaps(atlas, model, items, rf, tops, size, fill, batch_size, progress):
     """(neurons, k, size, size) uint8 maps over the patches, and the layers that have them."""
     n_total = len(atlas.neuron_ids)
     k = next(iter(tops.values()))[1].shape[1]
@@ -219,7 +214,7 @@ def _heatmaps(atlas, model, dataset, rf, tops, size, fill, batch_size, progress)
     with Capture(model, map_layers, copy=True) as capture, torch.inference_mode():
         for s in tqdm(range(0, len(ids), batch_size), desc="heatmaps", disable=not progress):
             batch = ids[s:s + batch_size]
-            x = torch.stack([_model_input(dataset[i]) for i in batch]).to(device)
+            x = items.images(batch).to(device)
             model(x)
             for name in map_layers:
                 picks = [(b, c, r) for b, i in enumerate(batch) for layer, c, r in needs[i]

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import Capture, LayerError, mappable_layers, model_device
+from ...capture import Capture, LayerError, mappable_layers, model_device
+
+__all__ = ["ReceptiveField", "receptive_fields"]
 
 # Probe inputs grow by multiples of this, so the input size modulo any stride up to 64 stays the
 # same and layers whose padding depends on the input size ("same" padding) align as natively.

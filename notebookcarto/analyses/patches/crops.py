@@ -1,7 +1,7 @@
 """Example patches: the part of a top image that a neuron's maximum looked at.
 
 For a neuron's top images (``Atlas.top_images``), the argmax position of the channel's map and
-the layer's ``ReceptiveField`` give the input box that produced the maximum. ``example_patches``
+the layer's ``ReceptiveField`` give the input box that produced the maximum. ``crop_patches``
 cuts those boxes out as uint8 (n, h, w, 3) arrays for a gallery. Where a box leaves the image it
 either pads with a fill colour (every patch has the full receptive-field size and the argmax stays
 at its centre) or, with ``fill=None``, clips the box to the image (what a display wants once the
@@ -11,27 +11,28 @@ fields of deep layers grow as large as the image).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
-from .receptive_field import ReceptiveField
+from ...datasets.items import find_normalization, image_data, warn_if_normalized
+from .fields import ReceptiveField
+
+if TYPE_CHECKING:
+    from ...atlas import Atlas
+
+__all__ = ["crop_patches", "image_getter", "neuron_patches"]
 
 
 def _to_uint8_image(item, mean=None, std=None) -> np.ndarray:
     """One image as uint8 (H, W, 3).
 
-    Accepts a data set item (a (image, label, ...) sequence or a dict with an 'image' key), a
-    torch tensor (C, H, W) or (H, W), a numpy array (H, W, C) or (H, W), or a PIL image. Float
-    images are taken as normalised with ``mean``/``std`` (per channel; none: already in [0, 1])
-    and mapped to 0..255; integer images are taken as 0..255. One channel is repeated to three,
-    a fourth (alpha) channel dropped.
+    Accepts a torch tensor (C, H, W) or (H, W), a numpy array (H, W, C) or (H, W), or a PIL
+    image. Float images are taken as normalised with ``mean``/``std`` (per channel; none:
+    already in [0, 1]) and mapped to 0..255; integer images are taken as 0..255. One channel is
+    repeated to three, a fourth (alpha) channel dropped.
     """
-    if isinstance(item, dict):
-        item = item["image"]
-    elif isinstance(item, (tuple, list)):
-        item = item[0]
     if isinstance(item, torch.Tensor):
         x = item.detach().cpu()
         x = x.float().numpy() if x.is_floating_point() else x.numpy()
@@ -61,18 +62,32 @@ def _to_uint8_image(item, mean=None, std=None) -> np.ndarray:
     return np.ascontiguousarray(x[:, :, :3])
 
 
-def image_getter(dataset, mean=None, std=None) -> Callable[[int], np.ndarray]:
-    """A function ``id -> uint8 (H, W, 3)`` image for an indexable data set.
+def image_getter(data, mean=None, std=None) -> Callable[[int], np.ndarray]:
+    """A function ``id -> uint8 (H, W, 3)`` image for data with images by id (a data set, a
+    tensor, an ordered loader; see ``notebookcarto.datasets.items``).
 
     A data set with an ``image_uint8(i)`` method (e.g. the playground) uses it, unless ``mean``
-    or ``std`` are given. Otherwise ``dataset[i]`` may return an image or an (image, label)
-    pair; float (C, H, W) tensors normalised with ``mean``/``std`` are mapped back to pixels.
+    or ``std`` are given. Otherwise float (C, H, W) images normalised with ``mean``/``std`` are
+    mapped back to pixels; without them, a torchvision ``Normalize`` in the data set's transform
+    gives them, and images outside [0, 1] with no normalisation known get a warning (they would
+    show saturated).
     """
-    if mean is None and std is None and callable(getattr(dataset, "image_uint8", None)):
-        return dataset.image_uint8
+    if mean is None and std is None and callable(getattr(data, "image_uint8", None)):
+        return data.image_uint8
+    if mean is None and std is None:
+        found = find_normalization(data)
+        if found is not None:
+            mean, std = found
+    items = image_data(data)
+    checked = mean is not None or std is not None
 
     def get(i: int) -> np.ndarray:
-        return _to_uint8_image(dataset[int(i)], mean, std)
+        nonlocal checked
+        image = items.image(int(i))
+        if not checked:
+            warn_if_normalized(image, f"image {int(i)}")
+            checked = True
+        return _to_uint8_image(image, mean, std)
 
     return get
 
@@ -158,8 +173,8 @@ def _cut(array: np.ndarray, rf: ReceptiveField, row: int, col: int, fill) -> np.
     return _crop(array, rf.box(row, col), fill)
 
 
-def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=None,
-                    fill=127) -> np.ndarray:
+def crop_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=None,
+                 fill=127) -> np.ndarray:
     """Crop the receptive-field box of map position (rows[i], cols[i]) from image image_ids[i].
 
     ``images`` is a function ``id -> image`` (e.g. a data set's ``image_uint8``; uint8 (H, W, 3)
@@ -212,13 +227,15 @@ def example_patches(images, rf: ReceptiveField, image_ids, rows, cols, *, size=N
     return np.stack(patches)
 
 
-def neuron_patches(atlas, neuron: str, images, rf, n: int = 9, size=None,
+def neuron_patches(atlas: "Atlas", neuron: str, images, rf, *, n_patches: int = 9, size=None,
                    fill=127) -> np.ndarray:
-    """Patches of a neuron's ``n`` top images (best first; fewer if the atlas holds fewer),
-    cropped around the argmax with ``example_patches``. ``rf`` is the layer's
-    ``ReceptiveField`` or the dict ``receptive_fields`` returns."""
+    """Patches of a neuron's ``n_patches`` top images (best first; fewer if the atlas holds
+    fewer), cropped around the argmax with ``crop_patches``. ``images`` is what
+    ``crop_patches`` takes; ``rf`` is the layer's ``ReceptiveField`` or the dict
+    ``receptive_fields`` returns."""
+    n = n_patches
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a whole number of patches, at least 1, got {n!r}")
+        raise ValueError(f"n_patches must be a whole number of patches, at least 1, got {n!r}")
     layer, _ = atlas.parse_neuron(neuron)
     if isinstance(rf, Mapping):
         if layer not in rf:
@@ -238,4 +255,4 @@ def neuron_patches(atlas, neuron: str, images, rf, n: int = 9, size=None,
             raise ValueError(f"layer {layer!r} has no (row, col) map positions, so its patches "
                              "need a whole-image receptive field")
         rows = cols = np.zeros(len(top), dtype=np.int64)
-    return example_patches(images, rf, top["image"].to_numpy(), rows, cols, size=size, fill=fill)
+    return crop_patches(images, rf, top["image"].to_numpy(), rows, cols, size=size, fill=fill)
