@@ -43,12 +43,12 @@ def points(n: int, seed: int = 0):
 
 
 def bytes_per_point(view, n: int) -> float:
-    from ipywidgets.widgets.widget import _remove_buffers
+    from notebookcarto.views.export import split_buffers
 
     total = 0
     for widget in (view, view.data, view.state):
         state = {k: v for k, v in widget.get_state().items() if k not in ("_esm", "_css")}
-        json_state, _, buffers = _remove_buffers(state)
+        json_state, _, buffers = split_buffers(state)
         total += len(json.dumps(json_state)) + sum(len(b) for b in buffers)
     return total / n
 
@@ -88,7 +88,7 @@ def demo_export(folder: Path) -> float:
     import torch
 
     from notebookcarto import Atlas
-    from notebookcarto.analyses import attach_patches
+    from notebookcarto.analyses import example_patches
     from notebookcarto.datasets import ConceptPlayground
     from notebookcarto.models import load_or_train
     from notebookcarto.views import to_html
@@ -98,11 +98,9 @@ def demo_export(folder: Path) -> float:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, _ = load_or_train(folder / "cnn.pt", train_set=train, epochs=1, device=device,
                              progress=False)
-    images, labels = test.tensors()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
-                                         batch_size=250)
-    atlas = Atlas.build(model, loader, class_names=test.classes, progress=False)
-    attach_patches(atlas, model, test, progress=False)
+    data = test.tensors()
+    atlas = Atlas.build(model, data, class_names=test.classes, batch_size=250, progress=False)
+    atlas.attach(example_patches(atlas, model, data, progress=False))
     path = to_html(atlas, folder / "demo.html")
     return Path(path).stat().st_size / 2**20
 

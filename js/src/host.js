@@ -2,6 +2,9 @@
 // It reads the payload (gzip + base64: MAGIC "NCX1", uint32 header length, JSON header, then
 // module code and binary buffers), creates one model per widget, imports each widget's own
 // anywidget module from a blob URL and renders the root widget. No kernel, no network.
+// Each buffer goes back where the export took it from, as a DataView, just as the widget
+// protocol delivers buffers live: an array trait's ["xy", "buffer"] into its
+// {dtype, shape, buffer}, a list of image sheets' ["patch_sheets", 3], any widget's own.
 
 const REF = "anywidget:";
 

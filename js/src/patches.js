@@ -1,5 +1,5 @@
 // Example patches from sprite sheets: one neuron per row of k patches, sheet_rows neurons a sheet.
-import { bytes, f32, h, formatValue } from "./util.js";
+import { array, bytes, h, formatValue } from "./util.js";
 
 // Shared by every view on the page (modules may be loaded once per widget): keyed by the
 // sheet's binary value, so the same data is decoded once.
@@ -24,7 +24,7 @@ export function sheets(data) {
     k, size, rows: data.get("sheet_rows"),
     urls: blobUrls(data.get("patch_sheets"), type),
     heat: blobUrls(data.get("heat_sheets"), type),
-    values: f32(data.get("patch_values")),
+    values: array(data.get("patch_values"), "float32"),  // (neurons, k)
   };
 }
 

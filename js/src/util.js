@@ -1,4 +1,4 @@
-// Small DOM, binary and colour helpers shared by the views.
+// Small DOM, binary-array and colour helpers shared by the views.
 // User data (class, layer, concept names, labels) only ever reaches the page as text nodes.
 
 /** Create an element. props: {class, style, title, attrs, on: {event: fn}}; children: nodes or strings (as text). */
@@ -50,7 +50,14 @@ export function select(options, value, onChange, title) {
 }
 
 // ---- binary traits -------------------------------------------------------------------------
-/** Bytes of a binary trait (DataView, ArrayBuffer, typed array) as a Uint8Array (empty if none). */
+// An array trait arrives as {dtype, shape, buffer}: the buffer holds the array's bytes in C order,
+// little-endian (notebookcarto/views/traits.py); null when the trait is None.
+const TYPES = {
+  int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array,
+  int32: Int32Array, uint32: Uint32Array, float32: Float32Array, float64: Float64Array,
+};
+
+/** Bytes of a binary value (DataView, ArrayBuffer, typed array) as a Uint8Array (empty if none). */
 export function bytes(value) {
   if (!value) return new Uint8Array(0);
   if (value instanceof Uint8Array) return value;
@@ -59,15 +66,48 @@ export function bytes(value) {
   return new Uint8Array(0);
 }
 
-function typed(value, Type) {
-  const b = bytes(value);
-  const n = Math.floor(b.byteLength / Type.BYTES_PER_ELEMENT);
-  if (b.byteOffset % Type.BYTES_PER_ELEMENT === 0) return new Type(b.buffer, b.byteOffset, n);
-  return new Type(b.slice(0, n * Type.BYTES_PER_ELEMENT).buffer);
+// decoded arrays by trait value: model.get returns the same value until the trait changes, so
+// every reader gets the same typed array (no copies, and sameness can be checked)
+const DECODED = new WeakMap();
+
+/**
+ * An array trait as a typed array of its declared dtype, with `.shape` (and `.dtype`).
+ * `dtype` is what the reader expects: the type of the empty array for a null trait, and checked
+ * against the declared one.
+ */
+export function array(value, dtype) {
+  if (value === null || value === undefined) {
+    const empty = new TYPES[dtype](0);
+    return Object.assign(empty, { shape: [0], dtype });
+  }
+  const known = DECODED.get(value);
+  if (known) return known;
+  const Type = TYPES[value.dtype];
+  if (!Type) throw new Error(`notebookcarto: unknown array dtype ${JSON.stringify(value.dtype)}`);
+  if (dtype && value.dtype !== dtype) throw new Error(`notebookcarto: expected a ${dtype} array, got ${value.dtype}`);
+  const shape = Array.from(value.shape || [], Number);
+  const length = shape.reduce((a, b) => a * b, 1);
+  const b = bytes(value.buffer);
+  if (b.byteLength !== length * Type.BYTES_PER_ELEMENT) {
+    throw new Error(`notebookcarto: a ${value.dtype} array of shape [${shape}] needs ${length * Type.BYTES_PER_ELEMENT} bytes, got ${b.byteLength}`);
+  }
+  // views need aligned memory; a misaligned buffer is copied once
+  const out = b.byteOffset % Type.BYTES_PER_ELEMENT === 0
+    ? new Type(b.buffer, b.byteOffset, length) : new Type(b.slice().buffer);
+  Object.assign(out, { shape, dtype: value.dtype });
+  DECODED.set(value, out);
+  return out;
 }
-export const f32 = (v) => typed(v, Float32Array);
-export const i32 = (v) => typed(v, Int32Array);
-export const u32 = (v) => typed(v, Uint32Array);
+
+/** A typed array (and its shape, default 1-D) as an array trait value for model.set. */
+export function encodeArray(values, shape = [values.length]) {
+  const dtype = Object.keys(TYPES).find((name) => values instanceof TYPES[name]);
+  if (!dtype) throw new Error("notebookcarto: encodeArray needs a typed array");
+  // the widget protocol sends a view's whole ArrayBuffer: give it one of exactly these bytes
+  const whole = values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+  const buffer = whole ? values.buffer : values.slice().buffer;
+  return { dtype, shape: Array.from(shape), buffer: new DataView(buffer) };
+}
 
 // ---- neurons ---------------------------------------------------------------------------------
 /** Neuron ids "layer:channel" <-> indices, from the layer names and sizes. */
@@ -160,12 +200,12 @@ export function sameList(a, b) {
   return true;
 }
 
-/** The selected neuron indices of the shared selection model (a binary uint32 trait). */
+/** The selected neuron indices of the shared selection model (a uint32 array trait). */
 export function selected(state) {
-  return Array.from(u32(state.get("neurons")));
+  return Array.from(array(state.get("neurons"), "uint32"));
 }
 
-// Traits of the selection model that travel as binary uint32 arrays.
+// Traits of the selection model that are uint32 array traits (set from lists of indices).
 const BINARY = new Set(["neurons"]);
 
 /** Update the shared selection model (only what changed; then one sync to the kernel). */
@@ -178,7 +218,7 @@ export function setShared(state, changes, origin) {
   if (!changed) return;
   state.set("origin", origin);
   for (const [k, v] of Object.entries(changes)) {
-    state.set(k, BINARY.has(k) ? new DataView(Uint32Array.from(v).buffer) : v);
+    state.set(k, BINARY.has(k) ? encodeArray(Uint32Array.from(v)) : v);
   }
   state.save_changes();
 }

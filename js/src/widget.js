@@ -1,11 +1,11 @@
 // anywidget entry: one module for every notebookcarto view; the `_view` trait picks the view.
 import css from "./widget.css";
 import { injectCss } from "./util.js";
-import { renderScatter } from "./scatter.js";
-import { renderGraph } from "./graph.js";
-import { renderGallery } from "./gallery.js";
-import { renderSidebar } from "./sidebar.js";
-import { renderExplorer } from "./explorer.js";
+import { renderScatter } from "./scatter/index.js";
+import { renderGraph } from "./graph/index.js";
+import { renderGallery } from "./gallery/index.js";
+import { renderSidebar } from "./sidebar/index.js";
+import { renderExplorer } from "./explorer/index.js";
 
 const VIEWS = {
   scatter: renderScatter,

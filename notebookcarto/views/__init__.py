@@ -7,8 +7,8 @@ the same ``state`` (a ``SelectionModel``) and ``data`` (an ``AtlasData``) are li
 """
 
 from .data import AtlasData
-from .explorer import Explorer, show
-from .export import save_html, to_html
+from .explorer import Explorer, show, to_html
+from .export import save_html
 from .gallery import PatchGallery
 from .graph import AttributionGraph
 from .scatter import ProjectionScatter

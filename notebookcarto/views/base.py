@@ -5,9 +5,12 @@ from __future__ import annotations
 import anywidget
 import traitlets as t
 
+from . import export
 from ._common import bundle_path
 from .data import AtlasData
 from .selection import NeuronSelection, SelectionModel, resolve_neurons
+
+__all__ = ["View"]
 
 
 class View(anywidget.AnyWidget):
@@ -58,6 +61,4 @@ class View(anywidget.AnyWidget):
 
     def save_html(self, path, *, title: str | None = None) -> str:
         """Write this view, its data and the front-end code to one offline HTML file."""
-        from .export import save_html
-
-        return save_html(self, path, title=title)
+        return export.save_html(self, path, title=title)

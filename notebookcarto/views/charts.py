@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import layer_offsets
+
+__all__ = ["selection_chart"]
 
 PLAIN, HIGHLIGHT = "#9aa5b1", "#d9480f"
 
@@ -48,13 +49,13 @@ def selection_chart(atlas, state, *, height: int = 300):
             fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", automargin=True, row=1, col=2)
     widget = go.FigureWidget(fig)
-    offsets = layer_offsets(atlas)
+    offsets = atlas.layer_offsets
     bounds = [(name, offsets[name], offsets[name] + layer.channels)
               for name, layer in atlas.stats.layers.items()]
 
     def follow(change=None):
         picked = state.cls
-        chosen = np.frombuffer(state.neurons, dtype="<u4")
+        chosen = state.neurons
         counts = [int(((chosen >= start) & (chosen < end)).sum()) for _, start, end in bounds]
         with widget.batch_update():
             widget.data[0].marker.color = [HIGHLIGHT if i == picked else PLAIN

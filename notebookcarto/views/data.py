@@ -1,34 +1,27 @@
 """Atlas-wide data the views share: layers, classes, example patches, clusters, concepts.
 
-Large arrays travel as binary traits (float32 / int32 / uint32 bytes) and patches as WebP (or
-PNG) sprite sheets, never as JSON lists. One ``AtlasData`` model serves all linked views.
+Large arrays travel as binary array traits (``traits.Array``: dtype, shape and the bytes) and
+patches as WebP (or PNG) sprite sheets, never as JSON lists. One ``AtlasData`` model serves all
+linked views.
 """
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import anywidget
 import numpy as np
 import traitlets as t
 
-from ._common import NO_VIEW_ESM, f32, i32, section, u32
+from . import adapters
+from ._common import NO_VIEW_ESM
+from .traits import Array, Option
 
-# What to run when a section is missing (the views show these notes).
-HOW_TO = {
-    "patches": "notebookcarto.analyses.attach_patches(atlas, model, dataset)",
-    "clusters": "the clustering analysis (notebookcarto.analyses.clustering)",
-    "embedding": "the neuron embedding (notebookcarto.analyses.embedding)",
-    "influence": "the influence counts (notebookcarto.analyses.influence)",
-    "attribution_graphs": "the attribution graphs (notebookcarto.analyses.attribution_graph)",
-    "cluster_graphs": "the cluster graphs (notebookcarto.analyses.cluster_graph)",
-    "class_embedding": "the class embedding (notebookcarto.analyses.class_embedding)",
-    "dissection": "network dissection (notebookcarto.analyses.dissection)",
-}
+if TYPE_CHECKING:
+    from ..atlas import Atlas
 
-
-def missing_note(name: str) -> str:
-    return f"no '{name}' section in this atlas: run {HOW_TO.get(name, 'its analysis')}"
+__all__ = ["AtlasData", "heat_colours", "relevance_csr", "sprite_sheets"]
 
 
 def _image_bytes(image: np.ndarray, fmt: str, quality: int) -> bytes:
@@ -83,7 +76,7 @@ def sprite_sheets(patches: np.ndarray, rows: int, fmt: str = "webp", quality: in
     return sheets
 
 
-def relevance_csr(atlas, max_per_layer: int | None = None):
+def relevance_csr(atlas: "Atlas", max_per_layer: int | None = None):
     """Summit's A per class, each layer scaled by its largest count for that class, as CSR
     (indptr (K+1,), neuron index, value in (0, 1]). Only neurons with A > 0 are stored; with
     ``max_per_layer`` only the largest that many per layer and class."""
@@ -109,45 +102,10 @@ def relevance_csr(atlas, max_per_layer: int | None = None):
             value.append(row[nz] / top)
         indptr.append(indptr[-1] + sum(len(v) for v in index[parts:]))
         parts = len(index)
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+    def cat(parts, dtype):
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
     return np.asarray(indptr, np.uint32), cat(index, np.uint32), cat(value, np.float32)
-
-
-def concept_labels(atlas):
-    """(per-neuron concept index int32 with -1 for none, concept names, source text)."""
-    dissection = section(atlas, "dissection")
-    if dissection is not None and "concept" in dissection.get("arrays", {}):
-        raw = np.asarray(dissection["arrays"]["concept"]).astype(str)
-        none = np.isin(np.char.lower(raw), ["", "none", "nan", "-"])
-        names = sorted(set(raw[~none].tolist()))
-        lookup = {name: i for i, name in enumerate(names)}
-        labels = np.array([-1 if skip else lookup[v] for v, skip in zip(raw, none)], np.int32)
-        return labels, names, "dissection: concept with the best IoU"
-    exemplar = section(atlas, "exemplar_concepts")
-    if exemplar is not None and "shares" in exemplar.get("arrays", {}):
-        shares = np.asarray(exemplar["arrays"]["shares"], dtype=np.float64)
-        names = [str(c) for c in exemplar.get("meta", {}).get("concepts", [])]
-        if shares.ndim == 2 and shares.shape[1] == len(names) and len(names):
-            labels = np.where(shares.max(1) > 0, shares.argmax(1), -1).astype(np.int32)
-            return labels, names, "exemplar concepts: the concept most of the top images hold"
-    return None, [], ""
-
-
-def class_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
-    """Indices (n, k) of each row's k nearest other rows by cosine similarity."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(k, len(vectors) - 1)
-    if k < 1:
-        return np.zeros((len(vectors), 0), dtype=np.uint32)
-    model = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute").fit(vectors)
-    _, idx = model.kneighbors(vectors)
-    out = np.empty((len(vectors), k), dtype=np.uint32)
-    for i, row in enumerate(idx):
-        row = row[row != i][:k]
-        out[i, :len(row)] = row
-        out[i, len(row):] = i
-    return out
 
 
 class AtlasData(anywidget.AnyWidget):
@@ -161,28 +119,29 @@ class AtlasData(anywidget.AnyWidget):
     layer_sizes = t.List(t.Int()).tag(sync=True)
     class_names = t.List(t.Unicode()).tag(sync=True)
     notes = t.Dict().tag(sync=True)
-    # example patches: sprite sheets of sheet_rows neurons, one row of patch_k patches each
+    # example patches: sprite sheets of sheet_rows neurons, one row of patch_k patches each (the
+    # sheets are encoded image files, so they travel as plain bytes, one buffer a sheet)
     patch_k = t.Int(0).tag(sync=True)
     patch_size = t.Int(0).tag(sync=True)
-    patch_format = t.Unicode("webp").tag(sync=True)
+    patch_format = Option(("webp", "png"), default_value="webp").tag(sync=True)
     sheet_rows = t.Int(0).tag(sync=True)
     patch_sheets = t.List(t.Bytes()).tag(sync=True)
     heat_sheets = t.List(t.Bytes()).tag(sync=True)
-    patch_values = t.Bytes(b"").tag(sync=True)
-    # per-neuron labels
-    cluster = t.Bytes(b"").tag(sync=True)
-    concept = t.Bytes(b"").tag(sync=True)
+    patch_values = Array("float32", ndim=2).tag(sync=True)  # (neurons, patch_k), NaN: no image
+    # per-neuron labels (-1: none)
+    cluster = Array("int32", ndim=1).tag(sync=True)
+    concept = Array("int32", ndim=1).tag(sync=True)
     concept_names = t.List(t.Unicode()).tag(sync=True)
     concept_source = t.Unicode("").tag(sync=True)
-    neighbors = t.Bytes(b"").tag(sync=True)
+    neighbors = Array("uint32", ndim=2).tag(sync=True)  # (neurons, n_neighbors)
     n_neighbors = t.Int(0).tag(sync=True)
     # Summit's A per class, scaled per layer, as CSR
-    rel_indptr = t.Bytes(b"").tag(sync=True)
-    rel_index = t.Bytes(b"").tag(sync=True)
-    rel_value = t.Bytes(b"").tag(sync=True)
+    rel_indptr = Array("uint32", ndim=1).tag(sync=True)
+    rel_index = Array("uint32", ndim=1).tag(sync=True)
+    rel_value = Array("float32", ndim=1).tag(sync=True)
 
     @classmethod
-    def from_atlas(cls, atlas, *, image_format: str = "webp", quality: int = 88,
+    def from_atlas(cls, atlas: "Atlas", *, image_format: str = "webp", quality: int = 88,
                    sheet_rows: int = 128, n_neighbors: int = 10, neighbor_limit: int = 100_000,
                    relevance_per_layer: int | None = None) -> "AtlasData":
         """Everything the views need from ``atlas``. Patches become sprite sheets of
@@ -193,45 +152,35 @@ class AtlasData(anywidget.AnyWidget):
         class and layer."""
         fmt = _image_format(image_format)
         sizes = [layer.channels for layer in atlas.stats.layers.values()]
-        n = sum(sizes)
         notes = {}
         state = dict(layers=atlas.layers, layer_sizes=sizes,
                      class_names=list(atlas.class_names) if atlas.stats.num_classes else [])
-        patches = section(atlas, "patches")
-        if patches is not None and "patches" in patches.get("arrays", {}):
-            array = np.asarray(patches["arrays"]["patches"], dtype=np.uint8)
-            if array.ndim != 5 or array.shape[0] != n or array.shape[-1] != 3:
-                raise ValueError(f"section 'patches': expected (neurons={n}, k, size, size, 3) "
-                                 f"uint8 patches, got {array.shape}")
-            k, size = array.shape[1], array.shape[2]
+        patches = adapters.patches(atlas)
+        if patches is not None:
+            k, size = patches.n_patches, patches.size
             rows = max(1, min(sheet_rows, 16000 // size))
             state.update(patch_k=k, patch_size=size, patch_format=fmt, sheet_rows=rows,
-                         patch_sheets=sprite_sheets(array, rows, fmt, quality))
-            heat = patches["arrays"].get("heatmaps")
-            if heat is not None and np.asarray(heat).shape == array.shape[:4]:
-                state["heat_sheets"] = sprite_sheets(np.asarray(heat, np.uint8), rows,
-                                                     fmt, quality, heat=True)
-            values = patches["arrays"].get("values")
-            if values is not None and np.asarray(values).shape == (n, k):
-                state["patch_values"] = f32(values)
+                         patch_sheets=sprite_sheets(patches.patches, rows, fmt, quality),
+                         patch_values=np.asarray(patches.values, np.float32))
+            if patches.heatmaps is not None:
+                state["heat_sheets"] = sprite_sheets(patches.heatmaps, rows, fmt, quality,
+                                                     heat=True)
         else:
-            notes["patches"] = missing_note("patches")
-        clusters = section(atlas, "clusters")
-        if clusters is not None and "cluster" in clusters.get("arrays", {}):
-            state["cluster"] = i32(np.asarray(clusters["arrays"]["cluster"]).reshape(n))
+            notes["patches"] = adapters.note("patches")
+        cluster = adapters.cluster_labels(atlas)
+        if cluster is not None:
+            state["cluster"] = cluster.astype(np.int32)
         else:
-            notes["clusters"] = missing_note("clusters")
-        labels, names, source = concept_labels(atlas)
+            notes["clusters"] = adapters.note("clusters")
+        labels, names, source = adapters.concept_labels(atlas)
         if labels is not None:
-            state.update(concept=i32(labels), concept_names=names, concept_source=source)
-        if section(atlas, "dissection") is None:
-            notes["dissection"] = missing_note("dissection")
-        embedding = section(atlas, "embedding")
-        vectors = None if embedding is None else embedding.get("arrays", {}).get("vectors")
-        if vectors is not None and len(vectors) == n and n <= neighbor_limit and n_neighbors > 0:
-            near = class_neighbours(np.asarray(vectors, dtype=np.float32), n_neighbors)
-            state.update(neighbors=u32(near), n_neighbors=near.shape[1])
+            state.update(concept=labels, concept_names=names, concept_source=source)
+        if not atlas.has("dissection"):
+            notes["dissection"] = adapters.note("dissection")
+        near = adapters.neighbours(atlas, n_neighbors, neighbor_limit)
+        if near is not None:
+            state.update(neighbors=near, n_neighbors=near.shape[1])
         if atlas.stats.num_classes:
             indptr, index, value = relevance_csr(atlas, relevance_per_layer)
-            state.update(rel_indptr=u32(indptr), rel_index=u32(index), rel_value=f32(value))
+            state.update(rel_indptr=indptr, rel_index=index, rel_value=value)
         return cls(notes=notes, **state)

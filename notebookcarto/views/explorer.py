@@ -1,4 +1,5 @@
-"""Explorer: all views composed and linked through one selection model."""
+"""Explorer: all views composed and linked through one selection model; ``show`` and the
+atlas-level offline export ``to_html``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import traitlets as t
 from .base import View
 from .charts import selection_chart
 from .data import AtlasData
+from .export import close_widgets, save_html
 from .gallery import PatchGallery
 from .graph import AttributionGraph
 from .scatter import ProjectionScatter
 from .selection import SelectionModel
 from .sidebar import ClassSidebar
+
+__all__ = ["Explorer", "show", "to_html"]
 
 
 class Explorer(View):
@@ -55,3 +59,13 @@ class Explorer(View):
 def show(atlas, **options) -> Explorer:
     """The Explorer of ``atlas`` (``options`` go to ``Explorer``)."""
     return Explorer(atlas, **options)
+
+
+def to_html(atlas, path, *, title: str | None = None, compress: bool = True, **options) -> str:
+    """Write the Explorer of ``atlas`` (``options`` go to ``Explorer``) to one offline HTML file
+    that opens from disk with no network and no kernel; returns the path."""
+    explorer = Explorer(atlas, title=title, **options)
+    try:
+        return save_html(explorer, path, title=title, compress=compress)
+    finally:
+        close_widgets(explorer)

@@ -1,5 +1,7 @@
-"""Offline HTML export: one self-contained file with the same front-end modules.
+"""Offline HTML export of a widget: one self-contained file with the same front-end modules.
 
+This module knows widgets and the host page only (no view): ``save_html(widget, path)`` writes
+any widget tree; ``Explorer``'s ``to_html(atlas, path)`` builds one and writes it with this.
 The page embeds the state of every widget model the view reaches (binary traits included), the
 anywidget front-end modules they use, and ``static/host.js``: a small host that implements the
 anywidget model interface (``get``/``set``/``on``/``off``/``save_changes``/``send`` and
@@ -20,9 +22,11 @@ import pathlib
 import struct
 
 import anywidget
-from ipywidgets.widgets.widget import _remove_buffers
 
 from ._common import HOST
+
+__all__ = ["CSP", "MAGIC", "close_widgets", "payload", "render_html", "save_html", "split_buffers",
+           "widget_models"]
 
 MAGIC = b"NCX1"
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval' blob:; "
@@ -54,7 +58,33 @@ body {{ margin: 0; padding: 16px; background: #f6f7f9; color: #1f2933;
 """
 
 
-def _models(root) -> dict:
+BINARY = (bytes, bytearray, memoryview)
+
+
+def split_buffers(state):
+    """Pull the binary values (bytes, bytearray, memoryview) out of a widget state (nested dicts
+    and lists): ``(state with None in their place, paths, buffers)``; a path lists the keys and
+    list positions that lead to its buffer, e.g. ``["xy", "buffer"]``. The state given is not
+    changed (the containers on a buffer's path are new)."""
+    paths, buffers = [], []
+
+    def walk(value, path):
+        if isinstance(value, BINARY):
+            paths.append(path)
+            buffers.append(value)
+            return None
+        if isinstance(value, dict):
+            return {key: walk(item, [*path, key]) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(item, [*path, i]) for i, item in enumerate(value)]
+        return value
+
+    if not isinstance(state, dict):
+        raise TypeError(f"a widget state is a dict, got {type(state).__name__}")
+    return walk(state, []), paths, buffers
+
+
+def widget_models(root) -> dict:
     """Every anywidget model reachable from ``root`` through its synced widget traits."""
     found, stack = {}, [root]
     while stack:
@@ -80,14 +110,14 @@ def payload(root) -> bytes:
         body.extend(data)
         return [start, len(data)]
 
-    for model_id, widget in _models(root).items():
+    for model_id, widget in widget_models(root).items():
         state = widget.get_state()
         code = state.pop("_esm", "")
         css = state.pop("_css", "")
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
         if digest not in modules:
             modules[digest] = put(code.encode())
-        state, paths, buffers = _remove_buffers(state)
+        state, paths, buffers = split_buffers(state)
         models[model_id] = {
             "module": digest, "css": css or "", "state": state,
             "buffers": [[path, *put(bytes(buffer))] for path, buffer in zip(paths, buffers)]}
@@ -121,19 +151,7 @@ def save_html(view, path, *, title: str | None = None, compress: bool = True) ->
     return str(path)
 
 
-def to_html(atlas, path, *, title: str | None = None, compress: bool = True, **options) -> str:
-    """Write the Explorer of ``atlas`` (``options`` go to ``Explorer``) to one offline HTML file
-    that opens from disk with no network and no kernel; returns the path."""
-    from .explorer import Explorer
-
-    explorer = Explorer(atlas, title=title, **options)
-    try:
-        return save_html(explorer, path, title=title, compress=compress)
-    finally:
-        _close(explorer)
-
-
-def _close(root) -> None:
+def close_widgets(root) -> None:
     """Close the comms of a widget tree made only for an export."""
-    for widget in _models(root).values():
+    for widget in widget_models(root).values():
         widget.close()

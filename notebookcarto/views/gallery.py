@@ -6,6 +6,8 @@ import traitlets as t
 
 from .base import View
 
+__all__ = ["PatchGallery"]
+
 
 class PatchGallery(View):
     """The example patches of the selected neurons (a cluster's members when a cluster is

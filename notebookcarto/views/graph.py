@@ -5,11 +5,23 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from ._common import section
+from . import adapters
 from .base import View
-from .data import missing_note
+from .traits import Option, OptionError
 
-KINDS = {"attribution": "attribution_graphs", "cluster": "cluster_graphs"}
+__all__ = ["GRAPH_KINDS", "AttributionGraph", "check_kind"]
+
+GRAPH_KINDS = tuple(adapters.GRAPHS)  # every kind of graph the view can show
+
+
+def check_kind(kind: str, kinds: list[str]) -> str:
+    """``kind`` if this atlas has graphs of that kind (``kinds``), else an ``OptionError`` (a
+    ``ValueError``); "" only when it has none."""
+    if kind in kinds or (kind == "" and not kinds):
+        return kind
+    raise OptionError(f"kind {kind!r} is not available: this atlas has {kinds}"
+                      + ("" if kind in GRAPH_KINDS or kind == "" else
+                         f" (graph kinds are {list(GRAPH_KINDS)})"))
 
 
 def _clean_graph(graph: dict) -> dict:
@@ -41,39 +53,6 @@ def _clean_graph(graph: dict) -> dict:
             "nodes": nodes, "edges": edges}
 
 
-def top_neuron_graphs(atlas, per_layer: int | None = None) -> dict:
-    """A stand-in graph per class from Summit's A: each layer's top neurons by count (default:
-    the top 10 %, at least 3), with edges from the influence counts I when the atlas has them."""
-    influence = section(atlas, "influence")
-    pairs = {} if influence is None else {
-        (str(a), str(b)): influence["arrays"].get(f"counts/{b}|{a}")
-        for a, b in influence.get("meta", {}).get("pairs", [])}
-    graphs = {}
-    for k, name in enumerate(atlas.class_names):
-        nodes, kept = [], {}
-        for layer in atlas.layers:
-            counts = atlas.stats.layers[layer].aggregation.counts[k].cpu().numpy()
-            n = per_layer or max(3, int(np.ceil(0.1 * len(counts))))
-            top = [int(c) for c in np.argsort(-counts, kind="stable")[:n] if counts[c] > 0]
-            kept[layer] = top
-            for rank, c in enumerate(top):
-                nid = f"{layer}:{c}"
-                nodes.append({"id": nid, "layer": layer, "count": float(counts[c]),
-                              "pagerank": 0.0, "members": [nid], "top_inputs": []})
-        edges = []
-        for (earlier, later), counts in pairs.items():
-            if counts is None or earlier not in kept or later not in kept:
-                continue
-            block = np.asarray(counts)[k]  # (C_later, C_earlier)
-            for j in kept[later]:
-                for i in kept[earlier]:
-                    if block[j, i] > 0:
-                        edges.append({"source": f"{earlier}:{i}", "target": f"{later}:{j}",
-                                      "weight": float(block[j, i])})
-        graphs[name] = {"class": name, "layers": atlas.layers, "nodes": nodes, "edges": edges}
-    return graphs
-
-
 class AttributionGraph(View):
     """Summit's graph view and NeuroCartography's cluster graph for the selected class.
 
@@ -83,14 +62,13 @@ class AttributionGraph(View):
     neuron (or the cluster's members) and lists its top-3 inputs; ``min_count`` hides small
     nodes; the width and height sliders spread the layout; wheel zooms, drag pans, "fit" resets;
     the class picker searches the class names. ``kind`` switches between the attribution graph
-    and the cluster graph. Without those sections the graph falls back to each layer's top
-    neurons by Summit's A (with influence edges when the atlas has them) and says so.
+    and the cluster graph; a note says which analysis makes a graph the atlas lacks.
     """
 
     _view = t.Unicode("graph").tag(sync=True)
     graphs = t.Dict().tag(sync=True)
     kinds = t.List(t.Unicode()).tag(sync=True)
-    kind = t.Unicode("").tag(sync=True)
+    kind = Option(("", *GRAPH_KINDS), default_value="").tag(sync=True)  # one of kinds
     min_count = t.Float(0).tag(sync=True)
     x_scale = t.Float(1.0).tag(sync=True)
     y_scale = t.Float(1.0).tag(sync=True)
@@ -98,22 +76,16 @@ class AttributionGraph(View):
 
     def __init__(self, atlas, *, kind: str | None = None, min_count: float = 0,
                  height: int = 520, state=None, data=None):
-        graphs, notes = {}, []
-        for label, name in KINDS.items():
-            found = section(atlas, name)
-            stored = {} if found is None else found.get("meta", {}).get("graphs", {})
-            if stored:
-                graphs[label] = {str(c): _clean_graph(g) for c, g in stored.items()}
-            else:
-                notes.append(missing_note(name))
-        if "attribution" not in graphs and atlas.stats.num_classes:
-            graphs["top neurons"] = top_neuron_graphs(atlas)
-            if section(atlas, "influence") is None:
-                notes.append(missing_note("influence") + "; the top-neuron graph has no edges")
+        found, notes = adapters.graphs(atlas)
+        graphs = {kind: {str(c): _clean_graph(g) for c, g in by_class.items()}
+                  for kind, by_class in found.items()}
         kinds = list(graphs)
         if kind is None:
             kind = kinds[0] if kinds else ""
-        elif kind not in kinds:
-            raise ValueError(f"kind {kind!r} is not available: this atlas has {kinds}")
+        check_kind(kind, kinds)
         super().__init__(atlas, state=state, data=data, graphs=graphs, kinds=kinds, kind=kind,
                          min_count=min_count, height=height, notes=notes)
+
+    @t.validate("kind")
+    def _check_kind(self, proposal):
+        return check_kind(proposal["value"], self.kinds)

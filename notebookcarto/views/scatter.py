@@ -6,39 +6,28 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from ._common import f32, i32, section
+from . import adapters
 from .base import View
-from .data import AtlasData, missing_note
+from .data import AtlasData
 from .selection import SelectionModel
+from .traits import Array, Option, check_options
+
+__all__ = ["COLOR_MODES", "FILTERS", "MODES", "TOOLS", "ProjectionScatter", "layer_columns"]
 
 COLOR_MODES = ("layer", "cluster", "concept", "class relevance")
+MODES = ("neurons", "classes")
+FILTERS = ("all", "class", "clusters")
+TOOLS = ("pan", "lasso")
 
 
-def fallback_positions(atlas) -> tuple[np.ndarray, str]:
-    """2-D neuron positions when the atlas has no embedding: PCA of each neuron's class-mean
-    profile (scaled per neuron), or, without labels, one column per layer."""
-    rows, start = [], 0
-    n = len(atlas.neuron_ids)
-    if atlas.stats.num_classes and atlas.stats.num_classes >= 3:
-        for layer in atlas.stats.layers.values():
-            rows.append(layer.class_means.mean.cpu().numpy().astype(np.float64).T)
-        profiles = np.concatenate(rows)  # (neurons, classes)
-        profiles = profiles - profiles.mean(1, keepdims=True)
-        scale = np.linalg.norm(profiles, axis=1, keepdims=True)
-        profiles = profiles / np.where(scale > 0, scale, 1)
-        centred = profiles - profiles.mean(0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        xy = centred @ vt[:2].T
-        if xy.shape[1] < 2:
-            xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
-        return xy.astype(np.float32), "PCA of class-mean activations (stand-in for the embedding)"
-    xy = np.zeros((n, 2), dtype=np.float32)
-    for i, layer in enumerate(atlas.stats.layers.values()):
-        c = layer.channels
-        xy[start:start + c, 0] = i
-        xy[start:start + c, 1] = np.linspace(0, 1, c) if c > 1 else 0.5
-        start += c
-    return xy, "neurons by layer (stand-in for the embedding)"
+def layer_columns(layer_sizes) -> np.ndarray:
+    """Neurons drawn in one column per layer, in channel order: the layout without an
+    embedding. float32 (neurons, 2)."""
+    columns = []
+    for i, c in enumerate(layer_sizes):
+        rows = np.linspace(0, 1, c) if c > 1 else np.full(c, 0.5)
+        columns.append(np.stack([np.full(c, float(i)), rows], 1))
+    return np.concatenate(columns).astype(np.float32) if columns else np.zeros((0, 2), np.float32)
 
 
 class ProjectionScatter(View):
@@ -52,25 +41,25 @@ class ProjectionScatter(View):
     With ``mode='classes'`` it shows Summit's class embedding: classes as points, and switching
     ``class_layer`` animates them to that layer's embedding.
 
-    Positions come from the atlas's ``embedding`` section; without it a stand-in (PCA of the
-    class-mean activations) is drawn and a note says so.
+    Positions come from the atlas's neuron embedding; without one the neurons stand in one
+    column per layer and a note says which analysis to run.
     """
 
     _view = t.Unicode("scatter").tag(sync=True)
-    mode = t.Unicode("neurons").tag(sync=True)
-    xy = t.Bytes(b"").tag(sync=True)
+    mode = Option(MODES, default_value="neurons").tag(sync=True)
+    xy = Array("float32", ndim=2).tag(sync=True)  # (points, 2)
     xy_source = t.Unicode("").tag(sync=True)
-    snapshots = t.Bytes(b"").tag(sync=True)
+    snapshots = Array("float32", ndim=3).tag(sync=True)  # (snapshots, points, 2)
     snapshot_labels = t.List(t.Unicode()).tag(sync=True)
     snapshot = t.Int(-1).tag(sync=True)
-    class_xy = t.Bytes(b"").tag(sync=True)
+    class_xy = Array("float32", ndim=3).tag(sync=True)  # (layers, classes, 2)
     class_layers = t.List(t.Unicode()).tag(sync=True)
     class_layer = t.Int(0).tag(sync=True)
-    class_accuracy = t.Bytes(b"").tag(sync=True)
-    color_by = t.Unicode("layer").tag(sync=True)
+    class_accuracy = Array("float32", ndim=1).tag(sync=True)  # (classes,)
+    color_by = Option(COLOR_MODES, default_value="layer").tag(sync=True)
     color_options = t.List(t.Unicode()).tag(sync=True)
-    filter = t.Unicode("all").tag(sync=True)
-    tool = t.Unicode("pan").tag(sync=True)
+    filter = Option(FILTERS, default_value="all").tag(sync=True)
+    tool = Option(TOOLS, default_value="pan").tag(sync=True)
     point_size = t.Float(4.0).tag(sync=True)
     opacity = t.Float(0.75).tag(sync=True)
     notes = t.List(t.Unicode()).tag(sync=True)
@@ -78,54 +67,39 @@ class ProjectionScatter(View):
     def __init__(self, atlas, *, mode: str = "neurons", color_by: str = "layer",
                  filter: str = "all", point_size: float = 4.0, opacity: float = 0.75,
                  height: int = 480, state=None, data=None):
-        if mode not in ("neurons", "classes"):
-            raise ValueError(f"mode must be 'neurons' or 'classes', got {mode!r}")
-        if filter not in ("all", "class", "clusters"):
-            raise ValueError(f"filter must be 'all', 'class' or 'clusters', got {filter!r}")
-        n = len(atlas.neuron_ids)
+        check_options(type(self), mode=mode, filter=filter, color_by=color_by)
         notes, traits = [], {}
-        embedding = section(atlas, "embedding")
-        arrays = {} if embedding is None else embedding.get("arrays", {})
-        if "xy" in arrays and np.asarray(arrays["xy"]).shape == (n, 2):
-            xy, source = np.asarray(arrays["xy"], np.float32), "neuron embedding (UMAP)"
-            snaps = arrays.get("snapshot_xy")
-            if snaps is not None and np.asarray(snaps).ndim == 3 and np.asarray(snaps).shape[1:] == (n, 2):
-                snaps = np.asarray(snaps, np.float32)
-                epochs = list(embedding.get("meta", {}).get("epochs", []))
-                labels = [f"epoch {e}" for e in epochs] if len(epochs) == len(snaps) else [
-                    f"snapshot {i + 1}" for i in range(len(snaps))]
-                traits.update(snapshots=f32(snaps), snapshot_labels=labels)
+        layout = adapters.embedding_layout(atlas)
+        if layout is not None:
+            xy, snaps, labels = layout
+            source = "neuron embedding (UMAP)"
+            if len(snaps):
+                traits.update(snapshots=snaps, snapshot_labels=labels)
         else:
-            xy, source = fallback_positions(atlas)
-            notes.append(missing_note("embedding") + f"; showing {source}")
+            xy = layer_columns([layer.channels for layer in atlas.stats.layers.values()])
+            source = "neurons by layer (no embedding)"
+            notes.append(adapters.note("embedding") + "; showing the neurons by layer")
         options = ["layer"]
-        if section(atlas, "clusters") is not None:
+        if atlas.has("clusters"):
             options.append("cluster")
-        if section(atlas, "dissection") is not None or section(atlas, "exemplar_concepts"):
+        if adapters.concept_labels(atlas)[0] is not None:
             options.append("concept")
         if atlas.stats.num_classes:
             options.append("class relevance")
-        if color_by not in COLOR_MODES:
-            raise ValueError(f"color_by must be one of {COLOR_MODES}, got {color_by!r}")
         if color_by not in options:
             notes.append(f"cannot colour by {color_by}: "
-                         + (missing_note("clusters") if color_by == "cluster"
-                            else missing_note("dissection")))
+                         + adapters.note("clusters" if color_by == "cluster" else "dissection"))
             color_by = "layer"
-        class_embedding = section(atlas, "class_embedding")
         k = len(atlas.class_names) if atlas.stats.num_classes else 0
-        if class_embedding is not None and "xy" in class_embedding.get("arrays", {}):
-            cxy = np.asarray(class_embedding["arrays"]["xy"], np.float32)
-            layers = [str(x) for x in class_embedding.get("meta", {}).get("layers", [])]
-            if cxy.ndim == 3 and cxy.shape[1] == k and cxy.shape[2] == 2:
-                layers = layers if len(layers) == len(cxy) else [f"layer {i}" for i in range(len(cxy))]
-                traits.update(class_xy=f32(cxy), class_layers=layers,
-                              class_layer=len(layers) - 1)
+        classes = adapters.class_layouts(atlas)
+        if classes is not None:
+            cxy, layers = classes
+            traits.update(class_xy=cxy, class_layers=layers, class_layer=len(layers) - 1)
         elif k:
-            notes.append(missing_note("class_embedding"))
+            notes.append(adapters.note("class_embedding"))
         if k and atlas.stats.accuracy is not None:
-            traits["class_accuracy"] = f32(atlas.classes["accuracy"].to_numpy())
-        super().__init__(atlas, state=state, data=data, mode=mode, xy=f32(xy), xy_source=source,
+            traits["class_accuracy"] = atlas.classes["accuracy"].to_numpy(np.float32)
+        super().__init__(atlas, state=state, data=data, mode=mode, xy=xy, xy_source=source,
                          color_by=color_by, color_options=options, filter=filter,
                          point_size=point_size, opacity=opacity, height=height, notes=notes,
                          **traits)
@@ -148,14 +122,14 @@ class ProjectionScatter(View):
             raise ValueError(f"{len(layers)} layers of sizes {layer_sizes} do not cover {n} points")
         options = ["layer"]
         if data is None:
-            labels = b"" if cluster is None else i32(np.asarray(cluster).reshape(n))
+            labels = None if cluster is None else np.asarray(cluster).reshape(n).astype(np.int32)
             data = AtlasData(layers=layers, layer_sizes=layer_sizes, cluster=labels)
-        if len(data.cluster) == 4 * n:
+        if data.cluster is not None and data.cluster.shape == (n,):
             options.append("cluster")
         view = cls.__new__(cls)
         view.atlas = None
         anywidget.AnyWidget.__init__(
-            view, state=state or SelectionModel(), data=data, xy=f32(xy), xy_source="points",
+            view, state=state or SelectionModel(), data=data, xy=xy, xy_source="points",
             color_options=options, color_by=color_by if color_by in options else "layer",
             point_size=point_size, opacity=opacity, height=height)
         return view

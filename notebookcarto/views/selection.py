@@ -7,26 +7,27 @@ import numpy as np
 import pandas as pd
 import traitlets as t
 
-from ._common import NO_VIEW_ESM, neuron_index, section
+from . import adapters
+from ._common import NO_VIEW_ESM, neuron_index
+from .traits import Array
 
-
-def _bytes_from_json(value, widget) -> bytes:
-    """Binary state from the front end arrives as a memoryview."""
-    return b"" if value is None else bytes(value)
+__all__ = ["NeuronSelection", "SelectionModel", "resolve_neurons"]
 
 
 class SelectionModel(anywidget.AnyWidget):
     """Shared state of linked views: selected neurons, hovered neurons, selected class.
 
-    ``neurons`` (uint32 bytes; ``indices`` as a list) and ``hover`` hold neuron indices
-    (``atlas.neuron_ids`` order); ``cls`` is a class index or -1; ``origin`` names the view that made the last change. Every view holds a
-    reference to one of these (anywidget ``WidgetTrait``); the front ends reach it with
-    ``host.getModel``, so a change made in any view shows in all of them.
+    ``neurons`` (a uint32 array; ``indices`` as a list) and ``hover`` hold neuron indices
+    (``atlas.neuron_ids`` order); ``cls`` is a class index or -1; ``origin`` names the view that
+    made the last change. Every view holds a reference to one of these (anywidget
+    ``WidgetTrait``); the front ends reach it with ``host.getModel``, so a change made in any
+    view shows in all of them.
     """
 
     _esm = NO_VIEW_ESM
-    # uint32 indices as raw bytes: a lasso over a million points stays a compact binary message
-    neurons = t.Bytes(b"").tag(sync=True, from_json=_bytes_from_json)
+    # a binary uint32 array: a lasso over a million points stays a compact message (the front
+    # end sets it too)
+    neurons = Array("uint32", ndim=1, default_value=[], allow_none=False).tag(sync=True)
     hover = t.List(t.Int()).tag(sync=True)
     cls = t.Int(-1).tag(sync=True)
     origin = t.Unicode("").tag(sync=True)
@@ -34,11 +35,11 @@ class SelectionModel(anywidget.AnyWidget):
     @property
     def indices(self) -> list[int]:
         """The selected neuron indices as a list."""
-        return np.frombuffer(self.neurons, dtype="<u4").astype(int).tolist()
+        return self.neurons.astype(int).tolist()
 
     @indices.setter
     def indices(self, values) -> None:
-        self.neurons = np.asarray(list(values), dtype="<u4").tobytes()
+        self.neurons = np.asarray(list(values), dtype=np.uint32)
 
 
 class NeuronSelection(list):
@@ -61,15 +62,15 @@ class NeuronSelection(list):
 
 
 def _cluster_members(atlas, name: str) -> list[int]:
-    clusters = section(atlas, "clusters")
-    if clusters is None or "cluster" not in clusters.get("arrays", {}):
-        raise KeyError(f"{name!r} names a cluster but the atlas has no 'clusters' section: run "
-                       "the clustering analysis first, or select neuron ids")
+    labels = adapters.cluster_labels(atlas)
+    if labels is None:
+        raise KeyError(f"{name!r} names a cluster but {adapters.note('clusters')}; or select "
+                       "neuron ids")
     label, _, layer = name.split(":", 1)[1].partition("@")
     if not label.isdigit() or (layer and layer not in atlas.layers):
         raise KeyError(f"unknown cluster {name!r}: clusters are named 'cluster:<number>' or, for "
                        "the members in one layer, 'cluster:<number>@<layer>'")
-    members = np.flatnonzero(np.asarray(clusters["arrays"]["cluster"]) == int(label))
+    members = np.flatnonzero(labels == int(label))
     if layer:
         ids = atlas.neuron_ids
         members = [i for i in members if atlas.parse_neuron(ids[i])[0] == layer]

@@ -5,54 +5,50 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from ._common import f32
+from . import adapters
 from .base import View
+from .traits import Array, Option, check_options
 
+__all__ = ["SORTS", "ClassSidebar"]
 
-def class_similarity(atlas) -> np.ndarray:
-    """(classes, classes) cosine similarity of the classes' count vectors: each class's row of
-    Summit's A over all layers. (Summit's sidebar stored channel indices in these vectors
-    instead of counts; here they are the counts.)"""
-    rows = [layer.aggregation.counts.cpu().numpy().astype(np.float64)
-            for layer in atlas.stats.layers.values()]
-    a = np.concatenate(rows, axis=1)
-    norm = np.linalg.norm(a, axis=1, keepdims=True)
-    a = a / np.where(norm > 0, norm, 1)
-    return (a @ a.T).astype(np.float32)
+SORTS = ("similarity", "accuracy-desc", "accuracy-asc", "name")
 
 
 class ClassSidebar(View):
     """Summit's class sidebar: search the classes, sort them by similarity to the selected class
-    (cosine of their count vectors in A), by accuracy (down or up) or by name; each row shows
-    the accuracy and a histogram of the probability the model gave the true class. Click a row
-    to select the class."""
+    (cosine of their count vectors in A, from the class embedding), by accuracy (down or up) or
+    by name; each row shows the accuracy and a histogram of the probability the model gave the
+    true class. Click a row to select the class."""
 
     _view = t.Unicode("sidebar").tag(sync=True)
-    accuracy = t.Bytes(b"").tag(sync=True)
+    accuracy = Array("float32", ndim=1).tag(sync=True)  # (classes,)
     images = t.List(t.Int()).tag(sync=True)
-    hist = t.Bytes(b"").tag(sync=True)
+    hist = Array("float32", ndim=2).tag(sync=True)  # (classes, bins), each row sums to 1
     bins = t.Int(0).tag(sync=True)
-    similarity = t.Bytes(b"").tag(sync=True)
-    sort = t.Unicode("accuracy-desc").tag(sync=True)
+    similarity = Array("float32", ndim=2).tag(sync=True)  # (classes, classes)
+    sort = Option(SORTS, default_value="accuracy-desc").tag(sync=True)
     query = t.Unicode("").tag(sync=True)
     notes = t.List(t.Unicode()).tag(sync=True)
 
-    SORTS = ("similarity", "accuracy-desc", "accuracy-asc", "name")
+    SORTS = SORTS
 
     def __init__(self, atlas, *, sort: str = "accuracy-desc", height: int = 480, state=None,
                  data=None):
-        if sort not in self.SORTS:
-            raise ValueError(f"sort must be one of {self.SORTS}, got {sort!r}")
+        check_options(type(self), sort=sort)
         traits, notes = {}, []
         if atlas.stats.num_classes:
             table = atlas.classes
             traits["images"] = [int(v) for v in table.get("images", [])]
-            traits["similarity"] = f32(class_similarity(atlas))
+            similarity = adapters.class_similarity(atlas)
+            if similarity is not None:
+                traits["similarity"] = similarity
+            else:
+                notes.append(adapters.note("class_embedding") + " to sort by similarity")
             if atlas.stats.accuracy is not None:
-                traits["accuracy"] = f32(table["accuracy"].to_numpy())
+                traits["accuracy"] = table["accuracy"].to_numpy(np.float32)
                 hist = np.asarray(atlas.probability_histogram, dtype=np.float64)
                 total = hist.sum(1, keepdims=True)
-                traits["hist"] = f32(hist / np.where(total > 0, total, 1))
+                traits["hist"] = (hist / np.where(total > 0, total, 1)).astype(np.float32)
                 traits["bins"] = hist.shape[1]
             else:
                 notes.append("no accuracy statistics: the model's output gave no class logits")

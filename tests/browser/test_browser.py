@@ -9,14 +9,12 @@ run as HTML. Screenshots go to tests/artifacts/ for people to look at.
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import ARTIFACTS, XSS, fake_sections, hostile_atlas, launch, small_atlas
+from helpers import ARTIFACTS, TIMEOUT, XSS, fake_results, hostile_atlas, launch
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -30,7 +28,7 @@ def exported(tmp_path_factory):
              "white circle", "blue circles", "plain cross"]
     atlas, _, _ = hostile_atlas(class_names=names)  # the first layer's name is hostile too
     assert atlas.layers[0] == XSS
-    fake_sections(atlas, xss=True)
+    fake_results(atlas, xss=True)
     path = tmp_path_factory.mktemp("export") / "atlas.html"
     to_html(atlas, path, title=f"test {XSS}")
     return atlas, path
@@ -167,7 +165,7 @@ def test_hover_shows_patches(page, exported):
     hovered = card.locator(".nc-card-title").inner_text()
     assert gallery.first.get_attribute("data-neuron") == hovered
     assert ink(card.screenshot()) > 200
-    cluster = atlas.sections["clusters"]["arrays"]["cluster"]
+    cluster = atlas.get("clusters").labels
     mates = int((cluster == cluster[atlas.neuron_ids.index(hovered)]).sum()) - 1
     if cluster[atlas.neuron_ids.index(hovered)] >= 0:  # its cluster lights up
         assert p.locator(".nc-ring-cluster").count() == mates
@@ -188,6 +186,11 @@ def test_graph_click_selects_everywhere(page, exported):
     i = index_of(atlas, neuron)
     p.wait_for_function(f"document.querySelector('.nc-scatter').ncScatter.selected().includes({i})")
     assert page.selected() == [i]
+    # the graph set the shared selection as an array trait: dtype, shape and the bytes
+    wire = p.evaluate("""() => { const m = [...window.notebookcarto.models.values()]
+        .find((m) => m.get('neurons') !== undefined).get('neurons');
+        return { dtype: m.dtype, shape: m.shape, values: Array.from(new Uint32Array(m.buffer.buffer)) }; }""")
+    assert wire == {"dtype": "uint32", "shape": [1], "values": [i]}
     assert p.locator(f".nc-gallery-row[data-neuron='{neuron}']").count() == 1
     assert p.locator(".nc-gallery-row .nc-fig figcaption").count() >= 1
     assert p.locator(".nc-side .nc-nb-card").count() == 10  # nearest neighbours
@@ -227,7 +230,7 @@ def test_filters(page, exported):
                     for name in atlas.layers)
     p.wait_for_function(f"document.querySelector('.nc-scatter').dataset.visible == '{expected3}'")
     # selected clusters: select one neuron in a cluster, see its whole cluster
-    cluster = np.asarray(atlas.sections["clusters"]["arrays"]["cluster"])
+    cluster = np.asarray(atlas.get("clusters").labels)
     i = int(np.flatnonzero(cluster >= 0)[4])
     members = np.flatnonzero(cluster == cluster[i]).tolist()
     p.select_option(".nc-scatter .nc-filter", "clusters")

@@ -1,6 +1,6 @@
 """Python side of the views: data they send, the shared selection, the offline export.
 
-``helpers.fake_sections`` writes well-formed stand-ins of every section the analyses write, so
+``helpers.fake_results`` attaches well-formed stand-ins of every result the analyses make, so
 the views are tested with full data quickly; the browser tests reuse it.
 """
 
@@ -14,15 +14,11 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 
-from helpers import XSS, fake_sections, small_atlas
+from helpers import XSS, fake_results, small_atlas
 from notebookcarto import Atlas
-from notebookcarto.analyses import attach_patches
-from notebookcarto.datasets import ConceptPlayground
-from notebookcarto.testing import planted_model
 
-# ---- attach_patches ------------------------------------------------------------------------
+# ---- atlases ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def plain():
@@ -33,72 +29,8 @@ def plain():
 @pytest.fixture(scope="module")
 def full():
     atlas, model, data = small_atlas(n=160, seed=2)
-    fake_sections(atlas)
+    fake_results(atlas)
     return atlas
-
-
-def test_attach_patches_matches_neuron_patches(plain):
-    from notebookcarto.analyses import neuron_patches, receptive_fields
-
-    atlas, model, data = plain
-    section = atlas.sections["patches"]
-    meta, arrays = section["meta"], section["arrays"]
-    assert meta["k"] == 9 and meta["size"] == 24 and meta["layers"] == atlas.layers
-    n = len(atlas.neuron_ids)
-    assert arrays["patches"].shape == (n, 9, 24, 24, 3) and arrays["patches"].dtype == np.uint8
-    assert arrays["heatmaps"].shape == (n, 9, 24, 24) and arrays["values"].shape == (n, 9)
-    rf = receptive_fields(model, atlas.layers, (3, 32, 32))
-    for neuron in [atlas.layers[0] + ":1", atlas.layers[2] + ":5", atlas.layers[-1] + ":7"]:
-        i = atlas.neuron_ids.index(neuron)
-        top = atlas.top_images(neuron).head(9)
-        expected = neuron_patches(atlas, neuron, data, rf, n=9, size=24, fill=None)
-        assert np.array_equal(arrays["patches"][i, :len(expected)], expected)
-        assert np.allclose(arrays["values"][i, :len(top)], top["value"].to_numpy())
-        assert np.array_equal(arrays["images"][i, :len(top)], top["image"].to_numpy())
-
-
-def test_attach_patches_planted_heatmaps_are_exact():
-    """The planted detectors fire exactly where their colour lies within one pixel: with the
-    patch at the size of the 3x3 receptive field, the heat map is > 0 exactly there."""
-    from scipy.ndimage import binary_dilation
-
-    data = ConceptPlayground(n=160, size=32, seed=3)
-    model = planted_model(data)
-    images, labels = data.tensors()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
-                                         batch_size=80)
-    atlas = Atlas.build(model, loader, ["detect"], class_names=data.classes, top_n=6,
-                        progress=False)
-    section = attach_patches(atlas, model, data, k=5, size=3, fill=127, progress=False)
-    heat, patches = section["arrays"]["heatmaps"], section["arrays"]["patches"]
-    from notebookcarto.analyses import receptive_fields
-
-    rf = receptive_fields(model, ["detect"], (3, 32, 32))["detect"]
-    assert rf.size == (3, 3)
-    checked = 0
-    for channel, colour in model.planted.items():
-        concept = data.concept_names.index(colour)
-        top = atlas.top_images(f"detect:{channel}")
-        assert heat[channel, 0].max() == 255  # the best patch holds the top value
-        for rank, row in top.head(5).iterrows():
-            mask = binary_dilation(data.masks(int(row.image))[concept], np.ones((3, 3), bool))
-            t, l, b, r = rf.box(int(row.row), int(row.col))
-            padded = np.pad(mask, 3)
-            expected = padded[t + 3:b + 3, l + 3:r + 3]
-            assert np.array_equal(heat[channel, rank] > 0, expected)
-            image = np.pad(data.image_uint8(int(row.image)), ((3, 3), (3, 3), (0, 0)),
-                           constant_values=127)
-            assert np.array_equal(patches[channel, rank], image[t + 3:b + 3, l + 3:r + 3])
-            checked += 1
-    assert checked >= 10
-
-
-def test_attach_patches_errors(plain):
-    atlas, model, data = plain
-    with pytest.raises(ValueError, match="data set"):
-        attach_patches(atlas, model, torch.utils.data.Subset(data, range(10)), progress=False)
-    with pytest.raises(ValueError, match="k must"):
-        attach_patches(atlas, model, data, k=0, progress=False)
 
 
 # ---- shared data ----------------------------------------------------------------------------
@@ -114,7 +46,7 @@ def test_sprite_sheets_hold_the_patches(plain):
     from notebookcarto.views import AtlasData
 
     atlas = plain[0]
-    patches = atlas.sections["patches"]["arrays"]["patches"]
+    patches = atlas.get("patches").patches
     data = AtlasData.from_atlas(atlas, image_format="png", sheet_rows=32)
     s, k, rows = data.patch_size, data.patch_k, data.sheet_rows
     assert (s, k, rows) == (24, 9, 32) and data.patch_format == "png"
@@ -130,13 +62,15 @@ def test_sprite_sheets_hold_the_patches(plain):
     tile = _decode(webp.patch_sheets[0])[:s, :s].astype(int)
     assert np.abs(tile - patches[0, 0]).mean() < 12
     assert sum(map(len, webp.patch_sheets)) < sum(map(len, data.patch_sheets))
-    values = np.frombuffer(webp.patch_values, "<f4").reshape(-1, 9)
-    assert np.array_equal(values, atlas.sections["patches"]["arrays"]["values"], equal_nan=True)
+    values = webp.patch_values
+    assert values.dtype == np.float32 and values.shape == (len(atlas.neuron_ids), 9)
+    assert np.array_equal(values, atlas.get("patches").values, equal_nan=True)
 
 
 def test_relevance_and_similarity_match_brute_force(plain):
+    from notebookcarto.analyses import embed_classes
+    from notebookcarto.views import ClassSidebar
     from notebookcarto.views.data import relevance_csr
-    from notebookcarto.views.sidebar import class_similarity
 
     atlas = plain[0]
     indptr, index, value = relevance_csr(atlas)
@@ -151,7 +85,10 @@ def test_relevance_and_similarity_match_brute_force(plain):
             if row.max() > 0:
                 expected[lo:hi] = row / row.max()
         assert np.allclose(dense, expected, atol=1e-6)
-    sim = class_similarity(atlas)
+    assert ClassSidebar(atlas).similarity is None  # no class embedding attached yet
+    with_embedding = Atlas(atlas.stats, class_names=atlas.class_names)
+    with_embedding.attach(embed_classes(with_embedding, n_epochs=20))
+    sim = ClassSidebar(with_embedding).similarity
     for i in range(a.shape[0]):
         for j in range(a.shape[0]):
             ni, nj = np.linalg.norm(a[i]), np.linalg.norm(a[j])
@@ -171,16 +108,19 @@ def test_views_say_what_is_missing(plain):
     assert any("'embedding'" in note for note in scatter.notes)
     assert any("'class_embedding'" in note for note in scatter.notes)
     assert scatter.color_options == ["layer", "class relevance"]
-    assert scatter.snapshot_labels == [] and scatter.class_xy == b""
-    xy = np.frombuffer(scatter.xy, "<f4").reshape(-1, 2)
-    assert xy.shape == (len(atlas.neuron_ids), 2) and np.isfinite(xy).all()
+    assert scatter.snapshot_labels == [] and scatter.snapshots is None
+    assert scatter.class_xy is None
+    xy = scatter.xy
+    assert xy.dtype == np.float32 and xy.shape == (len(atlas.neuron_ids), 2)
+    assert np.isfinite(xy).all()
+    sizes = [atlas.stats.layers[n].channels for n in atlas.layers]
+    assert np.array_equal(xy[:, 0], np.repeat(np.arange(len(sizes)), sizes))  # one column a layer
+    assert any("run atlas.attach(analyses.embed_neurons(atlas))" in n for n in scatter.notes)
     assert set(scatter.data.notes) >= {"clusters", "dissection"}
     graph = AttributionGraph(atlas, state=scatter.state, data=scatter.data)
-    assert graph.kinds == ["top neurons"]
-    assert any("'attribution_graphs'" in note for note in graph.notes)
-    g = graph.graphs["top neurons"][atlas.class_names[0]]
-    top = atlas.top_neurons(0, atlas.layers[-1], n=3).index.tolist()
-    assert top[0] in [node["id"] for node in g["nodes"]] and g["edges"] == []
+    assert graph.kinds == [] and graph.graphs == {}
+    assert any("'attribution_graphs'" in note and "attribution_graphs(atlas)" in note
+               for note in graph.notes)
     with pytest.raises(ValueError, match="cannot|color_by"):
         ProjectionScatter(atlas, color_by="size")
 
@@ -194,47 +134,32 @@ def test_views_read_every_section(full):
     scatter, graph, data = explorer.scatter, explorer.graph, explorer.data
     assert scatter.color_options == ["layer", "cluster", "concept", "class relevance"]
     assert scatter.notes == [] and graph.notes == []
-    assert np.array_equal(np.frombuffer(scatter.xy, "<f4").reshape(n, 2),
-                          atlas.sections["embedding"]["arrays"]["xy"])
+    assert scatter.xy.dtype == np.float32
+    assert np.array_equal(scatter.xy, atlas.get("embedding").xy)
     assert scatter.snapshot_labels == ["epoch 1", "epoch 3"]
-    assert len(scatter.snapshots) == 2 * n * 2 * 4
-    assert len(scatter.class_xy) == len(atlas.layers) * k * 2 * 4
+    assert scatter.snapshots.shape == (2, n, 2) and scatter.snapshots.dtype == np.float32
+    assert scatter.class_xy.shape == (len(atlas.layers), k, 2)
     assert graph.kinds == ["attribution", "cluster"]
     assert set(graph.graphs["cluster"]) == set(atlas.class_names)
-    assert np.array_equal(np.frombuffer(data.cluster, "<i4"),
-                          atlas.sections["clusters"]["arrays"]["cluster"])
-    near = np.frombuffer(data.neighbors, "<u4").reshape(n, data.n_neighbors)
-    vectors = atlas.sections["embedding"]["arrays"]["vectors"].astype(np.float64)
+    assert data.cluster.dtype == np.int32
+    assert np.array_equal(data.cluster, atlas.get("clusters").labels)
+    near = data.neighbors
+    assert near.dtype == np.uint32 and near.shape == (n, data.n_neighbors)
+    vectors = atlas.get("embedding").vectors.astype(np.float64)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     cos = unit @ unit.T
     np.fill_diagonal(cos, -np.inf)
     for i in (0, n // 2, n - 1):
         want = np.sort(cos[i])[::-1][:data.n_neighbors]
         assert np.allclose(np.sort(cos[i, near[i]])[::-1], want, atol=1e-5)
-    concept = np.frombuffer(data.concept, "<i4")
-    raw = atlas.sections["dissection"]["arrays"]["concept"]
+    concept = data.concept
+    assert concept.dtype == np.int32 and concept.shape == (n,)
+    raw = atlas.neurons["concept"].to_numpy()
     assert all((raw[i] == "") == (concept[i] < 0) for i in range(n))
     assert all(data.concept_names[concept[i]] == raw[i] for i in range(n) if concept[i] >= 0)
     with pytest.raises(ValueError, match="not available"):
         AttributionGraph(atlas, kind="nonsense")
     assert ProjectionScatter(atlas, mode="classes").mode == "classes"
-
-
-def test_influence_edges_in_the_stand_in_graph(full):
-    from notebookcarto.views.graph import top_neuron_graphs
-
-    atlas = full
-    graphs = top_neuron_graphs(atlas, per_layer=3)
-    counts = atlas.sections["influence"]["arrays"]
-    for c, name in enumerate(atlas.class_names[:3]):
-        g = graphs[name]
-        kept = {node["id"] for node in g["nodes"]}
-        for edge in g["edges"]:
-            later, j = atlas.parse_neuron(edge["target"])
-            earlier, i = atlas.parse_neuron(edge["source"])
-            assert edge["weight"] == counts[f"counts/{later}|{earlier}"][c, j, i] > 0
-            assert edge["source"] in kept and edge["target"] in kept
-        assert all(node["count"] > 0 for node in g["nodes"])
 
 
 def test_one_selection_links_all_views_and_python(full):
@@ -252,7 +177,7 @@ def test_one_selection_links_all_views_and_python(full):
     assert list(sel.frame.index) == ids and "cluster" in sel.frame.columns
     explorer.selection = atlas.neurons.head(4)  # a DataFrame: its index
     assert list(explorer.selection) == atlas.neuron_ids[:4]
-    cluster = atlas.sections["clusters"]["arrays"]["cluster"]
+    cluster = atlas.get("clusters").labels
     explorer.selection = "cluster:2"
     assert explorer.state.indices == np.flatnonzero(cluster == 2).tolist()
     layer = atlas.parse_neuron(atlas.neuron_ids[int(np.flatnonzero(cluster == 2)[0])])[0]
@@ -279,21 +204,115 @@ def test_one_selection_links_all_views_and_python(full):
 
 
 def test_large_arrays_travel_as_binary(full):
-    from ipywidgets.widgets.widget import _remove_buffers
-
     from notebookcarto.views import Explorer
+    from notebookcarto.views.export import split_buffers
 
     atlas = full
     explorer = Explorer(atlas, charts=False)
     n = len(atlas.neuron_ids)
-    for widget in (explorer.scatter, explorer.data, explorer.sidebar):
+    for widget in (explorer.scatter, explorer.data, explorer.sidebar, explorer.state):
         state = {k: v for k, v in widget.get_state().items() if k != "_esm"}
-        json_state, paths, buffers = _remove_buffers(state)
+        json_state, paths, buffers = split_buffers(state)
         text = json.dumps(json_state)
         assert len(text) < 20 * n + 4000, (type(widget).__name__, len(text))
         assert all(isinstance(b, (bytes, memoryview)) for b in buffers)
-    # positions: 8 bytes per neuron
-    assert len(explorer.scatter.xy) == 8 * n
+    # positions: 8 bytes per neuron, with their dtype and shape
+    wire = explorer.scatter.get_state()["xy"]
+    assert wire["dtype"] == "float32" and wire["shape"] == [n, 2]
+    assert isinstance(wire["buffer"], memoryview) and wire["buffer"].nbytes == 8 * n
+    assert explorer.data.get_state()["neighbors"]["shape"] == [n, explorer.data.n_neighbors]
+
+
+def test_array_traits_keep_dtype_and_shape():
+    import traitlets as t
+
+    from notebookcarto.views.traits import Array, array_from_json, array_to_json
+
+    class Holder(t.HasTraits):
+        xy = Array("float32", ndim=2)
+        ids = Array("uint32", ndim=1, default_value=[], allow_none=False)
+
+    holder, other = Holder(), Holder()
+    assert holder.xy is None and holder.ids.shape == (0,) and holder.ids.dtype == np.uint32
+    assert holder.ids is not other.ids  # each gets its own default
+    holder.xy = [[1, 2], [3, 4.5], [5, 6]]
+    assert holder.xy.dtype == np.float32 and holder.xy.shape == (3, 2)
+    holder.ids = np.array([3, 1], dtype=np.int64)  # integers that fit
+    assert holder.ids.dtype == np.uint32 and holder.ids.tolist() == [3, 1]
+    with pytest.raises(t.TraitError, match="2-d"):
+        holder.xy = np.zeros(4)
+    with pytest.raises(t.TraitError, match="do not convert"):
+        holder.ids = [-1]
+    with pytest.raises(t.TraitError, match="do not convert"):
+        holder.ids = [0.5]
+    with pytest.raises(t.TraitError):
+        holder.ids = None
+    # the wire format: little-endian C-order bytes with dtype and shape, and back
+    big = np.arange(6, dtype=">f4").reshape(3, 2)[::-1]  # big-endian, not contiguous
+    wire = array_to_json(big)
+    assert wire["dtype"] == "float32" and wire["shape"] == [3, 2]
+    assert bytes(wire["buffer"]) == np.ascontiguousarray(big, "<f4").tobytes()
+    back = array_from_json({"dtype": "float32", "shape": [3, 2], "buffer": wire["buffer"]})
+    assert np.array_equal(back, big) and back.dtype == np.float32 and back.flags.writeable
+    empty = array_to_json(np.zeros((0, 2), np.float32))
+    assert empty["shape"] == [0, 2] and empty["buffer"].nbytes == 0
+    assert array_from_json(empty).shape == (0, 2)
+    assert array_to_json(None) is None and array_from_json(None) is None
+    with pytest.raises(ValueError, match="needs 12 bytes"):
+        array_from_json({"dtype": "uint32", "shape": [3], "buffer": memoryview(b"1234")})
+    with pytest.raises(ValueError, match="dtype"):
+        array_from_json({"dtype": "complex64", "shape": [0], "buffer": memoryview(b"")})
+
+
+def test_selection_from_the_front_end(full):
+    """The front end sets the selection as {dtype, shape, buffer} (ipywidgets puts the buffers
+    back into the state); Python reads the indices."""
+    from notebookcarto.views import SelectionModel
+
+    state = SelectionModel()
+    buffer = memoryview(np.array([5, 2, 9], "<u4").tobytes())
+    state.set_state({"neurons": {"dtype": "uint32", "shape": [3], "buffer": buffer}, "cls": 2})
+    assert state.indices == [5, 2, 9] and state.neurons.dtype == np.uint32 and state.cls == 2
+    state.indices = [1, 4]
+    assert state.get_state()["neurons"]["shape"] == [2]
+    state.close()
+
+
+def test_options_are_validated_enums(full):
+    import traitlets as t
+
+    from notebookcarto.views import AttributionGraph, ClassSidebar, ProjectionScatter
+
+    atlas = full
+    scatter = ProjectionScatter(atlas)
+    for name, bad in [("color_by", "size"), ("filter", "some"), ("tool", "zoom"),
+                      ("mode", "layers")]:
+        with pytest.raises(t.TraitError, match=f"{name} must be"):
+            setattr(scatter, name, bad)
+        if name != "tool":  # the constructor's ValueError has the same words
+            with pytest.raises(ValueError, match=f"{name} must be"):
+                ProjectionScatter(atlas, **{name: bad})
+    with pytest.raises(ValueError, match="did you mean 'classes'"):
+        ProjectionScatter(atlas, mode="class")
+    scatter.color_by, scatter.filter, scatter.tool = "cluster", "clusters", "lasso"
+    sidebar = ClassSidebar(atlas, state=scatter.state, data=scatter.data)
+    with pytest.raises(t.TraitError, match="sort must be"):
+        sidebar.sort = "size"
+    with pytest.raises(ValueError, match="sort must be"):
+        ClassSidebar(atlas, sort="size")
+    graph = AttributionGraph(atlas, state=scatter.state, data=scatter.data)
+    graph.kind = "cluster"
+    with pytest.raises(t.TraitError, match="kind must be"):
+        graph.kind = "nonsense"
+    assert graph.kind == "cluster"
+    only_clusters = Atlas(atlas.stats, class_names=atlas.class_names)
+    only_clusters.attach(atlas.get("clusters"))
+    only_clusters.attach(atlas.get("cluster_graphs"))
+    partial = AttributionGraph(only_clusters)
+    with pytest.raises(t.TraitError, match="not available"):
+        partial.kind = "attribution"  # a kind, but this atlas has only the cluster graphs
+    with pytest.raises(t.TraitError, match="patch_format"):
+        scatter.data.patch_format = "jpeg"
 
 
 def test_export_is_one_offline_file(full, tmp_path):
@@ -327,9 +346,10 @@ def test_export_is_one_offline_file(full, tmp_path):
     assert root_state["title"] == XSS  # rendered as text by the front end
     assert len(header["modules"]) == 3  # ours, the state-only models', Plotly's
     scatter = header["models"][explorer.scatter.model_id]
-    (path_, start, size), = [b for b in scatter["buffers"] if b[0] == ["xy"]]
-    xy = np.frombuffer(body[start:start + size], "<f4").reshape(-1, 2)
-    assert np.array_equal(xy, atlas.sections["embedding"]["arrays"]["xy"])
+    assert scatter["state"]["xy"]["dtype"] == "float32"
+    (path_, start, size), = [b for b in scatter["buffers"] if b[0] == ["xy", "buffer"]]
+    xy = np.frombuffer(body[start:start + size], "<f4").reshape(scatter["state"]["xy"]["shape"])
+    assert np.array_equal(xy, atlas.get("embedding").xy)
 
 
 def test_to_html_and_show(plain, tmp_path):
@@ -341,3 +361,41 @@ def test_to_html_and_show(plain, tmp_path):
     text = open(path, encoding="utf-8").read()
     assert text.startswith("<!doctype html>") and 'id="nc-payload"' in text
     assert "notebookcarto" in text
+
+
+def test_views_modules_import_one_way_and_say_what_they_export():
+    """Every module of notebookcarto.views lists its public names in ``__all__``, and the
+    modules import each other without a circle (export knows widgets only, not the views)."""
+    import ast
+    import importlib
+    import pathlib
+
+    import notebookcarto.views as views
+
+    folder = pathlib.Path(views.__file__).parent
+    imports = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imports[path.stem] = {node.module or alias.name for node in ast.walk(tree)
+                              if isinstance(node, ast.ImportFrom) and node.level == 1
+                              for alias in node.names}
+        module = importlib.import_module(f"notebookcarto.views.{path.stem}"
+                                         if path.stem != "__init__" else "notebookcarto.views")
+        assert isinstance(getattr(module, "__all__", None), list), path.name
+        assert all(hasattr(module, name) for name in module.__all__), path.name
+    assert imports["export"] <= {"_common"}
+    seen, done = set(), set()
+
+    def visit(name, trail):
+        assert name not in seen or name in done, f"import circle: {' -> '.join(trail)}"
+        if name in done:
+            return
+        seen.add(name)
+        for other in imports.get(name, ()):
+            visit(other, [*trail, other])
+        done.add(name)
+
+    for name in imports:
+        visit(name, [name])
+    for name in ("to_html", "save_html", "show", "Explorer", "SelectionModel", "AtlasData"):
+        assert name in views.__all__ and hasattr(views, name)

@@ -1,23 +1,8 @@
 // ClassSidebar: Summit's class list with search, sorting, accuracy and probability histograms.
-import { clear, f32, fillNotes, h, listen, message, pct, select, setShared, svg } from "./util.js";
+import { array, clear, fillNotes, h, listen, message, pct, select, setShared } from "../util.js";
+import { histogram } from "./histogram.js";
 
 const ORIGIN = "sidebar";
-
-function histogram(values, width = 64, height = 18) {
-  const el = svg("svg", { class: "nc-hist", width, height, viewBox: `0 0 ${width} ${height}` });
-  const n = values.length;
-  const top = Math.max(...values, 1e-9);
-  const w = width / n;
-  for (let i = 0; i < n; i++) {
-    const bh = Math.max((values[i] / top) * (height - 1), values[i] > 0 ? 1 : 0);
-    el.appendChild(svg("rect", { x: (i * w + 0.5).toFixed(2), y: (height - bh).toFixed(2), width: Math.max(w - 1, 1).toFixed(2), height: bh.toFixed(2),
-      class: i >= n / 2 ? "nc-hist-hi" : "nc-hist-lo" }));
-  }
-  const title = svg("title");
-  title.textContent = "predicted probability of the true class, 0 to 1";
-  el.appendChild(title);
-  return el;
-}
 
 export async function renderSidebar({ model, el, host, signal }) {
   const state = await host.getModel(model.get("state"));
@@ -50,10 +35,10 @@ export async function renderSidebar({ model, el, host, signal }) {
   function render() {
     clear(list);
     if (!k) { list.appendChild(message("This atlas has no classes.")); return; }
-    const acc = f32(model.get("accuracy"));
-    const bins = model.get("bins");
-    const hist = f32(model.get("hist"));
-    const sim = f32(model.get("similarity"));
+    const acc = array(model.get("accuracy"), "float32");  // (classes,)
+    const hist = array(model.get("hist"), "float32");  // (classes, bins)
+    const bins = hist.length ? hist.shape[1] : 0;
+    const sim = array(model.get("similarity"), "float32");  // (classes, classes)
     const images = model.get("images") || [];
     const c = state.get("cls");
     const q = (model.get("query") || "").trim().toLowerCase();

@@ -1,6 +1,6 @@
 // PatchGallery: example patches of the selected (or hovered) neurons, values underneath.
-import { clear, h, i32, listen, message, neuronIndex, note, selected, setShared } from "./util.js";
-import * as P from "./patches.js";
+import { array, clear, h, listen, message, neuronIndex, note, selected, setShared } from "../util.js";
+import * as P from "../patches.js";
 
 const ORIGIN = "gallery";
 
@@ -9,7 +9,7 @@ export async function renderGallery({ model, el, host, signal }) {
   const data = await host.getModel(model.get("data"));
   const index = neuronIndex(data);
   const sheets = P.sheets(data);
-  const clusters = i32(data.get("cluster"));
+  const clusters = array(data.get("cluster"), "int32");
 
   const root = h("div", { class: "nc-view nc-gallery" });
   const toolbar = h("div", { class: "nc-toolbar" });
@@ -54,7 +54,7 @@ export async function renderGallery({ model, el, host, signal }) {
         ? `cluster ${[...groups][0]}: ${chosen.length} neurons` : `${chosen.length} selected neuron${chosen.length === 1 ? "" : "s"}`;
       body.appendChild(h("div", { class: "nc-gallery-sub", text: chosen.length > max ? `${what} (showing ${max})` : what }));
     }
-    if (model.get("heatmap") && !sheets.heat.length) body.appendChild(note("no activation heatmaps in this atlas (attach_patches with heatmaps=True)"));
+    if (model.get("heatmap") && !sheets.heat.length) body.appendChild(note("no activation heatmaps in this atlas (example_patches with heatmaps=True)"));
     for (const i of showing.slice(0, max)) {
       const row = h("div", { class: "nc-gallery-row", dataset: { neuron: index.id(i) },
         on: { mouseenter: () => setShared(state, { hover: [i] }, ORIGIN), mouseleave: () => setShared(state, { hover: [] }, ORIGIN) } });

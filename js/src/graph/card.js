@@ -1,0 +1,71 @@
+// The node card: a neuron's patches, or a cluster's members with theirs; pinned (on click) it
+// lists the node's top-3 inputs, which select their neurons.
+import { clear, formatValue, h, setShared } from "../util.js";
+import * as P from "../patches.js";
+
+const ORIGIN = "graph";
+
+/** The neuron indices of a node (a neuron, or a cluster's members). */
+export function members(g, node) {
+  return node.members.map((m) => g.index.index(m)).filter((i) => i >= 0);
+}
+
+function patches(g, ids) {
+  const { sheets } = g;
+  if (ids.length === 1) {
+    if (!sheets) return null;
+    const grid = h("div", { class: "nc-grid", style: { gridTemplateColumns: "repeat(5, 40px)" } });
+    for (let r = 0; r < Math.min(10, P.count(sheets, ids[0])); r++) grid.appendChild(P.patch(sheets, ids[0], r, 40));
+    return grid;
+  }
+  const list = h("div", { class: "nc-members" });
+  for (const i of ids.slice(0, 8)) {
+    const row = h("div", { class: "nc-member" }, h("span", { class: "nc-member-id", text: g.index.id(i) }));
+    if (sheets) for (let r = 0; r < Math.min(4, P.count(sheets, i)); r++) row.appendChild(P.patch(sheets, i, r, 30));
+    list.appendChild(row);
+  }
+  if (ids.length > 8) list.appendChild(h("div", { class: "nc-card-sub", text: `and ${ids.length - 8} more` }));
+  return list;
+}
+
+function topInputs(g, node) {
+  const row = h("div", { class: "nc-inputs" });
+  for (const input of node.top_inputs.slice(0, 3)) {
+    // a neuron id, or the id of another node of this graph (e.g. a cluster node)
+    const other = g.placed.get(input);
+    const ids = other ? members(g, other.node) : [g.index.index(input)].filter((j) => j >= 0);
+    const chip = h("button", { class: "nc-chip", title: input,
+      on: { click: () => { if (ids.length) setShared(g.state, { neurons: ids }, ORIGIN); } } });
+    if (g.sheets && ids.length) chip.appendChild(P.patch(g.sheets, ids[0], 0, 28));
+    chip.appendChild(h("span", { text: input }));
+    row.appendChild(chip);
+  }
+  return row;
+}
+
+/** Show the card of node `id` (null: hide it), on the side of the view away from the node. */
+export function showCard(g, id) {
+  const { card, viewport } = g.dom;
+  clear(card);
+  const p = id === null ? undefined : g.placed.get(id);
+  if (!p) { card.style.display = "none"; return; }
+  const node = p.node;
+  const ids = members(g, node);
+  card.style.display = "";
+  const screenX = g.view.x + p.x * g.view.k;
+  const onLeft = screenX > (viewport.clientWidth || 0) / 2;
+  card.style.left = onLeft ? "8px" : "auto";
+  card.style.right = onLeft ? "auto" : "8px";
+  const pinned = id === g.pinned;
+  card.classList.toggle("nc-pinned", pinned);
+  card.appendChild(h("div", { class: "nc-card-title", text: ids.length > 1 ? `${node.id} · ${ids.length} neurons` : node.id }));
+  const facts = [node.layer, `count ${formatValue(node.count)}`];
+  if (node.pagerank) facts.push(`PageRank ${formatValue(node.pagerank)}`);
+  card.appendChild(h("div", { class: "nc-card-sub", text: facts.join(" · ") }));
+  const shown = patches(g, ids);
+  if (shown) card.appendChild(shown);
+  if (pinned && node.top_inputs && node.top_inputs.length) {
+    card.appendChild(h("div", { class: "nc-card-sub nc-inputs-title", text: "top inputs" }));
+    card.appendChild(topInputs(g, node));
+  }
+}
