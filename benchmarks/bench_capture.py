@@ -22,20 +22,19 @@ import sys
 import torch
 
 from notebookcarto.capture import mappable_layers
-from notebookcarto.datasets.shared import find_shared
 from notebookcarto.stats import collect_stats
-from timing import timed
+from timing import shared_folder, timed
 
 
 def setup(n: int | None = None):
     """(model, dataset, description): ResNet-20 + CIFAR-10 test JPEGs, or the playground."""
-    shared = find_shared()
-    if shared is not None and (shared / "data/cifar10-test").is_dir():
+    shared = shared_folder()
+    if shared is not None:
         from notebookcarto.datasets.folder import cifar10_test
         from notebookcarto.models.resnet_cifar import load_resnet20
 
-        data = cifar10_test()
-        model = load_resnet20()
+        data = cifar10_test(shared / "data" / "cifar10-test")
+        model = load_resnet20(shared / "models" / "resnet20-cifar10.th")
         name = "resnet20 on CIFAR-10 test JPEGs"
     else:
         from notebookcarto.datasets.playground import ConceptPlayground

@@ -1,8 +1,18 @@
-"""Wall-clock timing shared by the benchmark scripts (they import it from this folder)."""
+"""Timing and data shared by the benchmark scripts (they import it from this folder)."""
 
+import os
 import time
+from pathlib import Path
 
 import torch
+
+
+def shared_folder() -> Path | None:
+    """``$NOTEBOOKCARTO_SHARED`` or ``../shared`` beside the checkout, if it holds the CIFAR-10
+    test images (the benchmarks use the playground otherwise)."""
+    root = Path(__file__).resolve().parents[1]
+    folder = Path(os.environ.get("NOTEBOOKCARTO_SHARED", root.parent / "shared"))
+    return folder if (folder / "data" / "cifar10-test").is_dir() else None
 
 
 def timed(fn) -> float:

@@ -6,23 +6,15 @@ import contextlib
 import time
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from .analyses.attach_patches import attach_patches
-from .analyses.attribution_graph import add_attribution_graphs
-from .analyses.class_embedding import add_class_embedding
-from .analyses.cluster_graph import cluster_graphs
-from .analyses.clustering import cluster_neurons
-from .analyses.concepts import describe_concepts, exemplar_concept_shares
-from .analyses.dissection import attach_dissection, attach_gallery, dissect
-from .analyses.embedding import embed_neurons
-from .analyses.influence import add_influence
+from . import analyses
+from .analyses.concepts import ExemplarConcepts
 from .atlas import Atlas
 from .capture import mappable_layers
 from .datasets.concept_data import PlaygroundConcepts
 from .datasets.playground import ConceptPlayground
 from .models.playground_cnn import evaluate, load_or_train
+
+__all__ = ["run_demo", "summary"]
 
 FULL = dict(train=5000, test=4000, epochs=15, dissect=500)
 QUICK = dict(train=1200, test=400, epochs=1, dissect=200)
@@ -45,42 +37,40 @@ def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size
                              progress=progress)
     model.to(device)
     images, labels = test.tensors(progress=progress)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
-                                         batch_size=256)
-    atlas = Atlas.build(model, loader, mappable_layers(model), class_names=test.classes,
-                        top_n=min(top_n, len(test)), device=device, progress=progress,
+    data = (images, labels)  # the held-out images as tensors: read in order, by id
+    atlas = Atlas.build(model, data, mappable_layers(model), class_names=test.classes,
+                        top_n=min(top_n, len(test)), batch_size=256, device=device,
+                        progress=progress,
                         data_info={"name": "concept playground", "n": len(test), "size": size,
                                    "seed": 1})
-    table = test.concept_table(progress=progress)
-    shares = exemplar_concept_shares(atlas, table, test.concept_names)
-    base_rates = pd.Series(table.mean(0), index=test.concept_names)
-    atlas.sections["exemplar_concepts"] = {
-        "meta": {"concepts": test.concept_names}, "arrays": {"shares": shares.to_numpy()}}
+    concepts = atlas.attach(analyses.exemplar_concepts(
+        atlas, test.concept_table(progress=progress), test.concept_names))
     step = _Steps(echo, progress)
-    dataset = torch.utils.data.TensorDataset(images, labels)
     with step("example patches"):
-        attach_patches(atlas, model, dataset, k=9, progress=progress)
+        atlas.attach(analyses.example_patches(atlas, model, data, n_patches=9,
+                                              progress=progress))
     with step("neuron clusters"):
         # R=4, B=20: the reference's R=2, B=100 chain this small model's neurons into one group
-        clusters = cluster_neurons(atlas, model, dataset, rows=4, bands=20, progress=progress)
+        clusters = atlas.attach(analyses.cluster_neurons(atlas, model, data, rows=4, bands=20,
+                                                         progress=progress))
     with step("neuron embedding"):
-        embed_neurons(atlas, progress=progress)
+        atlas.attach(analyses.embed_neurons(atlas, progress=progress))
     with step("influence and attribution graphs"):
-        add_influence(atlas, model, loader, progress=progress)
-        add_attribution_graphs(atlas, progress=progress)
-        cluster_graphs(atlas)
-        add_class_embedding(atlas)
+        atlas.attach(analyses.count_influence(atlas, model, data, progress=progress))
+        atlas.attach(analyses.attribution_graphs(atlas, progress=progress))
+        atlas.attach(analyses.cluster_graphs(atlas))
+        atlas.attach(analyses.embed_classes(atlas))
     with step("network dissection"):
         concept_data = PlaygroundConcepts(ConceptPlayground(n=plan["dissect"], size=size,
                                                             seed=2))
-        result = dissect(model, concept_data, atlas.layers, progress=progress)
-        attach_dissection(atlas, result)  # also names the clusters after their members' labels
-        attach_gallery(atlas, model, concept_data, result, n=10)
+        result = atlas.attach(analyses.dissect(model, concept_data, atlas.layers,
+                                               progress=progress))
+        atlas.attach(analyses.dissection_gallery(model, concept_data, result, n_images=10))
     atlas.save(out / "atlas")
     with step("HTML export"):
         html = atlas.to_html(out / "atlas.html", title="notebookcarto demo")
     accuracy = evaluate(model, (images, labels), device=device)
-    echo(summary(atlas, shares, base_rates, accuracy))
+    echo(summary(atlas, concepts, accuracy))
     echo(f"{clusters.n_clusters} neuron clusters; "
          f"{int((atlas.neurons['concept'] != '').sum())} dissection detectors")
     echo(f"atlas saved to {out / 'atlas'}, views to {html}, "
@@ -102,7 +92,7 @@ class _Steps:
             self.echo(f"{name}: {time.perf_counter() - start:.1f} s")
 
 
-def summary(atlas: Atlas, shares: pd.DataFrame, base_rates: pd.Series, accuracy: float,
+def summary(atlas: Atlas, concepts: ExemplarConcepts, accuracy: float,
             per_class: int = 2) -> str:
     """A short text report: accuracy, layers, and each class's top neurons in the deepest layer
     with the concepts their exemplars contain most above their base rate in the data."""
@@ -114,7 +104,7 @@ def summary(atlas: Atlas, shares: pd.DataFrame, base_rates: pd.Series, accuracy:
     for k, name in enumerate(atlas.class_names):
         lines.append(f"  {name}")
         for neuron, row in atlas.top_neurons(k, deepest, n=per_class).iterrows():
-            concepts = describe_concepts(shares.loc[neuron], base_rates)
-            text = ", ".join(f"{c} {s:.0%}" for c, s in concepts) or "no dominant concept"
+            found = concepts.describe(neuron)
+            text = ", ".join(f"{c} {s:.0%}" for c, s in found) or "no dominant concept"
             lines.append(f"    {neuron:>10}  A={row['count']:<5d} exemplars: {text}")
     return "\n".join(lines)

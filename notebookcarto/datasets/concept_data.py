@@ -40,6 +40,9 @@ from tqdm.auto import tqdm
 
 from .playground import Concept, ConceptPlayground
 
+__all__ = ["BrodenFolder", "ConceptBatch", "ConceptData", "ConceptSample", "ConceptTensors",
+           "PlaygroundConcepts", "check_concepts", "check_sample", "decode_broden_mask"]
+
 
 @dataclass
 class ConceptSample:

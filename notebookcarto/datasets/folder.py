@@ -9,12 +9,11 @@ import numpy as np
 import torch
 from torchvision import datasets, transforms
 
-from .shared import shared_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-CIFAR10_TEST = ("data", "cifar10-test")
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "cifar10_test", "denormalize", "image_folder"]
 
 
 def image_folder(
@@ -42,14 +41,9 @@ def image_folder(
     return datasets.ImageFolder(str(root), transform=transforms.Compose(steps))
 
 
-def cifar10_test(root: str | Path | None = None) -> datasets.ImageFolder:
-    """The 10,000 CIFAR-10 test JPEGs, ImageNet-normalised, 32x32.
-
-    ``root`` defaults to ``<shared>/data/cifar10-test`` (see
-    :func:`notebookcarto.datasets.shared.find_shared`).
-    """
-    if root is None:
-        root = shared_path(*CIFAR10_TEST)
+def cifar10_test(root: str | Path) -> datasets.ImageFolder:
+    """The CIFAR-10 test images in ImageFolder layout under ``root`` (one folder per class),
+    ImageNet-normalised, 32x32."""
     return image_folder(root)
 
 

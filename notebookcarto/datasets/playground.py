@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+__all__ = ["CONCEPTS", "PALETTE", "Background", "ClassTemplate", "Concept", "ConceptPlayground",
+           "ObjectSpec", "Scene", "SceneObject", "shape_mask"]
+
 MIN_SIZE, MAX_SIZE = 32, 128
 # Object visibility (and so the scene layout) is checked on this grid, which
 # keeps the scene description identical for every image size.

@@ -20,10 +20,12 @@ def test_demo_quick_writes_a_loadable_atlas_and_prints_a_summary(tmp_path):
     atlas = Atlas.load(out / "atlas")
     assert atlas.layers == ["block1", "block2", "block3", "block4"]
     assert len(atlas.class_names) == 8 and atlas.stats.n_images == 400
-    assert atlas.sections["exemplar_concepts"]["arrays"]["shares"].shape == (176, len(CONCEPTS))
-    for section in ("patches", "clusters", "embedding", "influence", "attribution_graphs",
-                    "class_embedding", "cluster_graphs", "dissection"):
-        assert section in atlas.sections, section
+    assert atlas.get("exemplar_concepts").shares.shape == (176, len(CONCEPTS))
+    from notebookcarto.atlas.sections import SCHEMAS
+
+    assert set(atlas.results) == set(SCHEMAS)  # every analysis ran and loads back typed
+    for name, result in atlas.results.items():
+        assert type(result).section == name
     html = (out / "atlas.html").read_text()
     assert html.lower().startswith("<!doctype html>") and "Content-Security-Policy" in html
     assert (out / "playground_cnn_quick.pt").is_file()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import shared_cache, shared_folder
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -47,11 +49,10 @@ def test_quickstart_runs(tmp_path, tmp_path_factory, monkeypatch):
 
 
 def test_cifar10_notebook_runs_or_stops_cleanly(tmp_path, monkeypatch):
-    from notebookcarto.datasets import find_shared
-
-    shared = find_shared()
-    have = (shared is not None and (shared / "data" / "cifar10-test").is_dir()
-            and (shared / "models" / "resnet20-cifar10.th").is_file())
+    shared = shared_folder()
+    have = shared is not None
+    if have:
+        monkeypatch.setenv("NOTEBOOKCARTO_SHARED", str(shared))
     notebook = run("cifar10_resnet20.ipynb", tmp_path)
     out = text(notebook)
     if have:
