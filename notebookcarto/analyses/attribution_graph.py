@@ -10,7 +10,7 @@ class's graph as an ``AttributionGraphs`` result.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import igraph as ig
@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .influence import Influence
-from .result import Result
+from .result import ClassGraphs
 
 if TYPE_CHECKING:
     from ..atlas import Atlas
@@ -30,13 +30,9 @@ __all__ = ["DIRECTIONS", "AttributionGraph", "AttributionGraphs", "GraphOptions"
 DIRECTIONS = ("backward", "forward")
 
 
-@dataclass
-class AttributionGraphs(Result):
+class AttributionGraphs(ClassGraphs):
     """Summit's attribution graphs of several classes (``attribution_graphs``): ``graphs``
     {class name: graph JSON (docs/atlas-sections.md)} and the ``params`` they were made with."""
-
-    graphs: dict
-    params: dict = field(default_factory=dict)
 
     section: ClassVar[str] = "attribution_graphs"
 
@@ -46,21 +42,6 @@ class AttributionGraphs(Result):
             raise KeyError(f"no attribution graph of class {cls!r}: there are graphs of "
                            f"{list(self.graphs)[:10]}")
         return graph_frames(self.graphs[cls])
-
-    def to_section(self) -> dict:
-        return {"meta": {"graphs": self.graphs, "params": dict(self.params)}, "arrays": {}}
-
-    @classmethod
-    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "AttributionGraphs":
-        return cls(dict(section["meta"]["graphs"]), dict(section["meta"]["params"]))
-
-    def check(self, atlas: "Atlas") -> None:
-        unknown = [c for c in self.graphs if c not in atlas.class_names]
-        if unknown:
-            raise ValueError(f"attribution graphs of classes {unknown[:5]} that the atlas lacks")
-
-    def __repr__(self) -> str:
-        return f"AttributionGraphs({len(self.graphs)} classes)"
 
 
 class AttributionGraph(NamedTuple):

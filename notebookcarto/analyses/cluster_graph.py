@@ -10,7 +10,6 @@ class's graph as a ``ClusterGraphs`` result.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -18,7 +17,7 @@ import pandas as pd
 
 from .clustering import Clusters
 from .influence import Influence
-from .result import Result
+from .result import ClassGraphs
 
 if TYPE_CHECKING:
     from ..atlas import Atlas
@@ -26,30 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["ClusterGraphs", "cluster_graph", "cluster_graphs"]
 
 
-@dataclass
-class ClusterGraphs(Result):
+class ClusterGraphs(ClassGraphs):
     """Cluster graphs of several classes (``cluster_graphs``): ``graphs`` {class name: graph
     JSON (docs/atlas-sections.md)} and the ``params`` they were made with."""
 
-    graphs: dict
-    params: dict = field(default_factory=dict)
-
     section: ClassVar[str] = "cluster_graphs"
-
-    def to_section(self) -> dict:
-        return {"meta": {"graphs": self.graphs, "params": dict(self.params)}, "arrays": {}}
-
-    @classmethod
-    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "ClusterGraphs":
-        return cls(dict(section["meta"]["graphs"]), dict(section["meta"]["params"]))
-
-    def check(self, atlas: "Atlas") -> None:
-        unknown = [c for c in self.graphs if c not in atlas.class_names]
-        if unknown:
-            raise ValueError(f"cluster graphs of classes {unknown[:5]} that the atlas lacks")
-
-    def __repr__(self) -> str:
-        return f"ClusterGraphs({len(self.graphs)} classes)"
 
 
 def _counts(atlas, k: int) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ parameters it was computed with (``params``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..atlas import Atlas
 
-__all__ = ["Result"]
+__all__ = ["ClassGraphs", "Result"]
 
 
 class Result:
@@ -45,3 +46,27 @@ class Result:
         """Columns this result adds to ``atlas.neurons``: one value per neuron id, in
         ``atlas.neuron_ids`` order."""
         return {}
+
+
+@dataclass
+class ClassGraphs(Result):
+    """Graphs of several classes: ``graphs`` {class name: graph JSON (docs/atlas-sections.md)}
+    and the ``params`` they were made with. The base of the attribution and cluster graphs."""
+
+    graphs: dict
+    params: dict = field(default_factory=dict)
+
+    def to_section(self) -> dict:
+        return {"meta": {"graphs": self.graphs, "params": dict(self.params)}, "arrays": {}}
+
+    @classmethod
+    def from_section(cls, section: dict, atlas: "Atlas" = None) -> "ClassGraphs":
+        return cls(dict(section["meta"]["graphs"]), dict(section["meta"]["params"]))
+
+    def check(self, atlas: "Atlas") -> None:
+        unknown = [c for c in self.graphs if c not in atlas.class_names]
+        if unknown:
+            raise ValueError(f"{self.section} of classes {unknown[:5]} that the atlas lacks")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.graphs)} classes)"

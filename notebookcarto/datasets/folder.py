@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
-from torchvision import datasets, transforms
+
+if TYPE_CHECKING:
+    import torchvision
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -22,13 +24,15 @@ def image_folder(
     size: int | tuple[int, int] | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-) -> datasets.ImageFolder:
+) -> "torchvision.datasets.ImageFolder":
     """Return a torchvision ImageFolder over ``root`` (one sub-folder per class).
 
     Images become float tensors (C, H, W) normalised with ``mean``/``std``.
     ``size`` optionally resizes first (an int resizes the shorter side, a
     (h, w) pair resizes exactly).
     """
+    from torchvision import datasets, transforms  # imported when used: it is heavy
+
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -41,7 +45,7 @@ def image_folder(
     return datasets.ImageFolder(str(root), transform=transforms.Compose(steps))
 
 
-def cifar10_test(root: str | Path) -> datasets.ImageFolder:
+def cifar10_test(root: str | Path) -> "torchvision.datasets.ImageFolder":
     """The CIFAR-10 test images in ImageFolder layout under ``root`` (one folder per class),
     ImageNet-normalised, 32x32."""
     return image_folder(root)

@@ -564,3 +564,42 @@ def test_a_section_that_breaks_its_schema_is_refused_on_load(atlas, tmp_path):
     with pytest.raises(AtlasFormatError, match="section 'clusters' cannot be read .*meta lacks "
                                                "'n_clusters'"):
         Atlas.load(path)
+
+
+def test_an_atlas_of_format_1_loads_its_statistics_and_readable_results(atlas, tmp_path):
+    """Format 1 kept moments as sums of x and x^2 and some results in other layouts: the
+    statistics convert, results that fit today's schema load, the others are left out with a
+    warning that names the call to run again."""
+    import hashlib
+
+    path = tmp_path / "old"
+    with_sections(atlas).save(path)
+    manifest = _manifest(path)
+    manifest["version"] = 1
+
+    def put(key, array):
+        file = f"arrays/{key.replace('/', '_')}.npy"
+        np.save(path / file, array, allow_pickle=False)
+        manifest["arrays"][key] = {"file": file, "dtype": str(array.dtype),
+                                   "shape": list(array.shape),
+                                   "sha256": hashlib.sha256((path / file).read_bytes()).hexdigest()}
+
+    for name in atlas.layers:
+        m = atlas.stats.layers[name].moments
+        n = float(m.count)
+        del manifest["arrays"][f"stats/{name}/moments/mean"]
+        del manifest["arrays"][f"stats/{name}/moments/m2"]
+        put(f"stats/{name}/moments/total", (m.mean * n).numpy())
+        put(f"stats/{name}/moments/total_sq", (m.m2 + n * m.mean ** 2).numpy())
+    manifest["sections"]["dissection"] = {"neuron_columns": ["concept"], "summary": []}
+    put("sections/dissection/concept", np.array(["red"] * len(atlas.neuron_ids)))
+    _write_manifest(path, manifest)
+    with pytest.warns(UserWarning, match=r"section 'dissection' was saved by an older "
+                                         r"notebookcarto \(format 1\).*analyses.dissect"):
+        old = Atlas.load(path)
+    for name in atlas.layers:
+        ours, theirs = old.stats.layers[name].moments, atlas.stats.layers[name].moments
+        torch.testing.assert_close(ours.mean, theirs.mean)
+        torch.testing.assert_close(ours.std, theirs.std)
+    assert set(old.results) == {"clusters", "exemplar_concepts"}
+    assert "concept" not in old.neurons
