@@ -4,6 +4,8 @@ atlases, small playground atlases with every result, Broden-layout folders, the 
 import csv
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,8 @@ from PIL import Image
 
 from notebookcarto import ActivationStats, Atlas
 from notebookcarto.analyses import (AttributionGraphs, ClassEmbedding, ClusterGraphs, Clusters,
-                                    Dissection, Embedding, Influence, cluster_table,
-                                    example_patches)
+                                    Dissection, DissectionGallery, Embedding, Influence,
+                                    cluster_table, example_patches)
 from notebookcarto.datasets import ConceptPlayground
 from notebookcarto.models import PlaygroundCNN
 
@@ -45,6 +47,11 @@ def atlas_from_aggregation(aggregation: dict, prefix: str = "class ") -> Atlas:
 # ---- small playground atlases for the views -----------------------------------------------
 
 XSS = "<img src=x onerror=alert(1)>"
+# user strings that must stay text everywhere: a link, huge text, an image, SVG with a handler, a
+# script (each would make an element, a style or a dialog if read as HTML)
+HOSTILE = [XSS, '<a href="javascript:alert(4)">CLICKME</a>',
+           '<span style="font-size:80px">BIGTEXT</span>', "<svg onload=alert(2)>",
+           "<script>alert(3)</script>", "<b>bold</b> & <i>more</i>"]
 
 
 def small_atlas(n: int = 240, seed: int = 1, class_names=None, trained=None, layers=None):
@@ -83,9 +90,12 @@ def hostile_atlas(class_names=None):
                        layers=[XSS, "block2", "block3", "block4"])
 
 
-def fake_results(atlas, *, seed: int = 0, xss: bool = False) -> None:
+def fake_results(atlas, *, seed: int = 0, xss: bool = False, concepts=None,
+                 gallery: bool = False) -> None:
     """Attach well-formed stand-ins of the clusters, embedding, influence, attribution graphs,
-    cluster graphs, class embedding and dissection results (fast, with known values)."""
+    cluster graphs, class embedding and dissection results (fast, with known values).
+    ``concepts`` names the dissection's concepts (default four; ``xss`` makes the last one
+    hostile); ``gallery`` adds a dissection gallery of three masked images per unit."""
     rng = np.random.default_rng(seed)
     ids = atlas.neuron_ids
     n, layers, names = len(ids), atlas.layers, atlas.class_names
@@ -149,29 +159,55 @@ def fake_results(atlas, *, seed: int = 0, xss: bool = False) -> None:
     similarity = rng.uniform(0, 1, size=(k, k)).astype(np.float32)
     atlas.attach(ClassEmbedding(rng.normal(size=(len(layers), k, 2)).astype(np.float32),
                                 (similarity + similarity.T) / 2, list(layers), {"fake": True}))
-    atlas.attach(fake_dissection(atlas, rng, ["red", "sky", "stripes", XSS if xss else "grass"]))
+    concepts = list(concepts or ["red", "sky", "stripes", "grass"])
+    if xss:
+        concepts[-1] = XSS
+    dissection = atlas.attach(fake_dissection(atlas, rng, concepts))
+    if gallery:
+        atlas.attach(fake_gallery(atlas, dissection))
 
 
 def fake_dissection(atlas, rng, concepts) -> Dissection:
-    """A dissection of every atlas layer in which each unit is a detector of a random one of
-    ``concepts`` (IoU 10 / 70), or of none; one category, "colour"."""
+    """A dissection of every atlas layer in which each unit overlaps a random one of
+    ``concepts`` (intersection 4 to 30 of 40 pixels, so IoU from 0.05 to 0.6; a few below
+    the 0.04 threshold) or none; the concepts alternate between the categories "colour" and
+    "texture"."""
     k = len(concepts)
+    categories = ["colour", "texture"]
+    concept_categories = [categories[i % 2] for i in range(k)]
     per_layer = {kind: {} for kind in ("thresholds", "intersection", "area", "top_images",
                                        "top_values")}
     for name in atlas.layers:
         c = atlas.stats.layers[name].channels
         pick = rng.integers(0, k + 1, size=c)  # k: no concept
         inter = np.zeros((c, k), np.int64)
-        inter[np.flatnonzero(pick < k), pick[pick < k]] = 10
+        hit = np.flatnonzero(pick < k)
+        inter[hit, pick[hit]] = rng.integers(2, 31, size=len(hit))
         per_layer["thresholds"][name] = np.zeros(c, np.float32)
         per_layer["intersection"][name] = inter
-        per_layer["area"][name] = np.full((c, 1), 40, np.int64)
+        per_layer["area"][name] = np.full((c, 2), 40, np.int64)
         per_layer["top_images"][name] = np.full((c, 1), -1, np.int64)
         per_layer["top_values"][name] = np.zeros((c, 1), np.float32)
     return Dissection(layers=list(atlas.layers), concepts=list(concepts),
-                      concept_categories=["colour"] * k, categories=["colour"],
+                      concept_categories=concept_categories, categories=categories,
                       ground=np.full(k, 40, np.int64), params={"iou_threshold": 0.04},
                       **per_layer)
+
+
+def fake_gallery(atlas, dissection, n_images: int = 3, size: int = 16) -> DissectionGallery:
+    """Three images per dissected unit, a grey square with a yellow frame (the mask), the
+    last image of every other unit missing (id -1)."""
+    images, ids = {}, {}
+    for name in dissection.layers:
+        c = atlas.stats.layers[name].channels
+        block = np.full((c, n_images, size, size, 3), 90, np.uint8)
+        block[:, :, 4:12, 4:12] = (255, 214, 0)
+        block[:, :, 5:11, 5:11] = 160
+        images[name] = block
+        taken = np.tile(np.arange(n_images, dtype=np.int64), (c, 1)) + 10
+        taken[1::2, -1] = -1
+        ids[name] = taken
+    return DissectionGallery(list(dissection.layers), images, ids, {"n_images": n_images})
 
 
 # ---- Broden-layout folders -------------------------------------------------------------------
@@ -262,3 +298,81 @@ def shared_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "notebookcarto-cache"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+# ---- the model, the RNG and the threads as the user left them -------------------------------
+
+class untouched:
+    """``with untouched(model): entry_point(...)`` fails unless the block leaves the model
+    (parameter and buffer values, gradients, ``requires_grad`` flags, train/eval modes, hooks),
+    the global torch RNG and torch's thread count exactly as they were."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def snapshot(self):
+        m = self.model
+        return {
+            "state": {k: v.detach().clone() for k, v in m.state_dict(keep_vars=True).items()},
+            "grads": {n: None if p.grad is None else p.grad.clone()
+                      for n, p in m.named_parameters()},
+            "requires_grad": {n: p.requires_grad for n, p in m.named_parameters()},
+            "modes": {n: s.training for n, s in m.named_modules()},
+            "hooks": {n: {k: list(v) for k, v in vars(s).items()
+                          if "hooks" in k and isinstance(v, dict)}
+                      for n, s in m.named_modules()},
+            "rng": torch.get_rng_state(), "threads": torch.get_num_threads()}
+
+    def __enter__(self):
+        self.before = self.snapshot()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        after = self.snapshot()
+        for key in ("requires_grad", "modes", "hooks", "threads"):
+            assert after[key] == self.before[key], f"the call changed the model's {key}"
+        for name, value in self.before["state"].items():
+            assert torch.equal(after["state"][name], value), f"the call changed {name}"
+        for name, grad in self.before["grads"].items():
+            other = after["grads"][name]
+            assert (grad is None) == (other is None) and (grad is None or
+                                                          torch.equal(grad, other)), \
+                f"the call changed the gradient of {name}"
+        assert torch.equal(after["rng"], self.before["rng"]), "the call drew from the global RNG"
+        return False
+
+
+# the steps a writer can die at: file system calls and numpy's array writes
+WRITE_STEPS = [(os, "rename"), (os, "replace"), (os, "fsync"), (os, "mkdir"), (os, "unlink"),
+               (np, "save"), (shutil, "rmtree")]
+
+
+def kill_at_step(at: int, *, thread: int | None = None, log: list | None = None,
+                 calls: list | None = None):
+    """Wrap every write step (``WRITE_STEPS``); the ``at``-th call (from 0) made by ``thread``
+    (any thread when None) kills the process before it runs. ``log`` collects the steps' names.
+    Returns the call counter (a one-item list, ``calls`` when given) and an undo function."""
+    calls = [0] if calls is None else calls
+    undo = []
+    for module, name in WRITE_STEPS:
+        real = getattr(module, name)
+
+        def step(*args, _real=real, _name=name, **kwargs):
+            if thread is None or threading.get_ident() == thread:
+                if log is not None:
+                    log.append(_name)
+                calls[0] += 1
+                if calls[0] - 1 == at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return _real(*args, **kwargs)
+
+        setattr(module, name, step)
+        undo.append((module, name, real))
+
+    def restore():
+        for module, name, real in undo:
+            setattr(module, name, real)
+
+    return calls, restore

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-__all__ = ["BACKENDS", "choose_backend"]
+__all__ = ["BACKENDS", "choose_backend", "torch_threads_kept"]
 
 BACKENDS = ("auto", "numba", "torch")
 
@@ -20,3 +22,16 @@ def choose_backend(backend: str, device=None) -> str:
     if backend == "auto":
         return "numba" if on_cpu else "torch"
     return backend
+
+
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Keep torch's thread count across code that starts numba's parallel threading layer (a
+    compiled parallel loop, UMAP): that layer shares the OpenMP runtime with torch and sets its
+    thread count when it starts, which would change the user's ``torch.set_num_threads``."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

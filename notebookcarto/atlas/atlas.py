@@ -27,6 +27,22 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
+def _available_device(device) -> torch.device:
+    """``device`` as a torch device this machine has, or a ValueError that says which it has."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device: use 'cpu', 'cuda' or "
+                         "'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available on this machine: "
+                         "load with device='cpu' (the default)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r} but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 class Atlas:
     """Statistics of a model's layers over a data set, with stable neuron ids ``"layer:channel"``.
 
@@ -58,12 +74,19 @@ class Atlas:
         """Run the statistics pass (``notebookcarto.stats.collect_stats``; ``options`` go there)
         over ``data`` (a DataLoader, a data set, or tensors) for ``layers`` (default:
         ``mappable_layers(model)``)."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if layers is None:
             layers = mappable_layers(model)
             if not layers:
                 raise ValueError("found no blocks to map in this model: pass layers=[...] with "
                                  "module paths from model.named_modules()")
-        stats = collect_stats(model, data, layers, **options)
+        if class_names is not None:
+            if isinstance(class_names, str) or not hasattr(class_names, "__len__"):
+                raise TypeError(f"class_names must be a list of names, one per class, got "
+                                f"{type(class_names).__name__}")
+            class_names = [str(c) for c in class_names]
+        stats = collect_stats(model, data, layers, class_names=class_names, **options)
         model_info = {"class": type(model).__name__,
                       "parameters": sum(p.numel() for p in model.parameters())}
         return cls(stats, class_names=class_names, model_info=model_info, data_info=data_info)
@@ -108,11 +131,17 @@ class Atlas:
                            f"{self.stats.layers[layer].channels} channels")
         return layer, c
 
+    def _require_layers(self):
+        if not self.stats.layers:
+            raise ValueError("this atlas holds no layers yet: build one with "
+                             "Atlas.build(model, data)")
+
     @property
     def neurons(self) -> pd.DataFrame:
         """One row per neuron (index: id) with its layer, channel, the mean, std and max of its
         spatial maximum, its firing frequency and, with labels, the class that counts it most
         in A (``top_class``, ``top_class_count``) and its total count in A (``a_total``)."""
+        self._require_layers()
         frames = []
         for name, layer in self.stats.layers.items():
             m = layer.moments
@@ -279,6 +308,14 @@ class Atlas:
 
         return show(self, **options)
 
+    @property
+    def plot(self):
+        """Plotly figures of this atlas: ``.aggregation(layer)`` (A), ``.influence(cls,
+        layer)`` (I), ``.confusion()`` (``notebookcarto.views.figures.Plots``)."""
+        from ..views.figures import Plots
+
+        return Plots(self)
+
     def to_html(self, path, **options) -> str:
         """Write the Explorer to one self-contained HTML file that opens offline; returns
         the path."""
@@ -318,6 +355,8 @@ class Atlas:
         """Load an atlas saved with ``save``, its results as the same typed objects; raises
         ``AtlasFormatError`` if it is corrupt, truncated, from a newer format or a section does
         not follow its schema, ``FileNotFoundError`` if the path does not exist."""
+        if device is not None:
+            device = _available_device(device)
         manifest, arrays = store.read(path)
         try:
             tensors = {k[len("stats/"):]: torch.from_numpy(v) for k, v in arrays.items()
@@ -354,7 +393,28 @@ class Atlas:
             atlas._results[name] = result
         return atlas
 
+    def summary(self) -> pd.DataFrame:
+        """One row per layer: ``channels``, ``map`` (the position shape), Summit's ``tau`` for
+        the layer and ``mean_prefix``, the mean number of channels each image adds to A (about
+        1: A is an argmax histogram; see ``notebookcarto.stats.reducers.layer_tau``)."""
+        rows = []
+        for name, layer in self.stats.layers.items():
+            shape = self.stats.shapes[name]
+            rows.append({"layer": name, "channels": layer.channels,
+                         "map": "x".join(str(v) for v in shape) if shape else "vector",
+                         "tau": round(layer.tau, 4) if layer.aggregation is not None else None,
+                         "mean_prefix": (None if layer.mean_prefix is None
+                                         else round(layer.mean_prefix, 2))})
+        columns = ["layer", "channels", "map", "tau", "mean_prefix"]
+        return pd.DataFrame(rows, columns=columns).set_index("layer")
+
     def __repr__(self) -> str:
         n = sum(layer.channels for layer in self.stats.layers.values())
         return (f"Atlas({len(self.layers)} layers, {n} neurons, {self.stats.n_images} images, "
                 f"{len(self.class_names)} classes)")
+
+    def __str__(self) -> str:
+        """The one-line ``repr`` and the per-layer ``summary`` (``print(atlas)``)."""
+        if not self.stats.layers:
+            return repr(self)
+        return repr(self) + "\n" + self.summary().to_string()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from .. import files
 from .sections import AtlasFormatError
 
 __all__ = ["FORMAT", "MANIFEST", "VERSION", "read", "write"]
@@ -28,55 +27,41 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write(path, manifest: dict, arrays: dict[str, np.ndarray]):
-    """Write ``manifest`` and ``arrays`` to the folder ``path``, atomically.
+    """Write ``manifest`` and ``arrays`` to the folder ``path``, atomically: after a crash at
+    any point exactly the old or the new atlas loads from ``path`` (``files.replace_folder``).
+    An existing ``path`` is replaced only if it is an atlas itself."""
 
-    Everything goes to a hidden temporary folder beside ``path`` first, which then replaces
-    ``path`` by renames, so a crash never leaves a half-written atlas. An existing ``path`` is
-    replaced only if it is an atlas itself.
-    """
-    path = Path(path)
-    if path.exists() and not (path / MANIFEST).is_file():
-        raise FileExistsError(f"{path} exists and is not an atlas: choose another path or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / "arrays").mkdir(parents=True)
+    def fill(folder: Path):
+        (folder / "arrays").mkdir()
         entries = {}
         for i, (key, array) in enumerate(arrays.items()):
             file = f"arrays/{i:04d}.npy"
-            np.save(tmp / file, np.require(array, requirements="C"), allow_pickle=False)
-            _fsync(tmp / file)
+            np.save(folder / file, np.require(array, requirements="C"), allow_pickle=False)
+            files.fsync_file(folder / file)
             entries[key] = {"file": file, "dtype": str(array.dtype), "shape": list(array.shape),
-                            "sha256": _sha256(tmp / file)}
+                            "sha256": _sha256(folder / file)}
         full = {"format": FORMAT, "version": VERSION, **manifest, "arrays": entries}
-        with open(tmp / MANIFEST, "w") as f:
+        with open(folder / MANIFEST, "w") as f:  # last: a folder with a manifest is complete
             json.dump(full, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    path = Path(path)
+    if path.exists() and not (path / MANIFEST).is_file():
+        raise FileExistsError(f"{path} exists and is not an atlas: choose another path or remove it")
+    files.replace_folder(path, fill, replaceable=lambda p: (p / MANIFEST).is_file())
 
 
 def read(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read an atlas folder: the manifest and every array, each checked against its checksum."""
+    """Read an atlas folder: the manifest and every array, each checked against its checksum.
+    An interrupted save is finished first, and a save in progress is waited for."""
     path = Path(path)
+    with files.read_lock(path):
+        return _read(path)
+
+
+def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.exists():
         raise FileNotFoundError(f"no atlas at {path}: the path does not exist")
     if not (path / MANIFEST).is_file():
@@ -88,18 +73,29 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AtlasFormatError(f"{path / MANIFEST} is not an atlas manifest")
     version = manifest.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise AtlasFormatError(f"{path / MANIFEST} has no valid format version (got "
+                               f"{version!r}): it was not written by notebookcarto, or is damaged")
+    if version > VERSION:
         raise AtlasFormatError(f"{path} was written in atlas format {version}, newer than this "
                                f"notebookcarto reads ({VERSION}): upgrade notebookcarto")
+    entries = manifest.get("arrays", {})
+    if not isinstance(entries, dict):
+        raise AtlasFormatError(f"{path / MANIFEST}: 'arrays' must map array names to entries, got "
+                               f"a {type(entries).__name__}")
     arrays = {}
-    for key, entry in manifest.get("arrays", {}).items():
+    for key, entry in entries.items():
         if not (isinstance(entry, dict) and {"file", "sha256", "shape", "dtype"} <= set(entry)):
             raise AtlasFormatError(f"{path / MANIFEST}: the entry of array {key!r} is malformed")
         file = path / entry["file"]
         if not file.is_file() or _sha256(file) != entry["sha256"]:
             raise AtlasFormatError(f"{path}: array {key!r} ({entry['file']}) is missing, corrupt "
                                    "or truncated; save the atlas again")
-        array = np.load(file, allow_pickle=False)
+        try:
+            array = np.load(file, allow_pickle=False)
+        except ValueError as err:  # e.g. a pickled object array: never loaded
+            raise AtlasFormatError(f"{path}: array {key!r} ({entry['file']}) cannot be read "
+                                   f"without pickle ({err}); save the atlas again") from None
         if list(array.shape) != entry["shape"] or str(array.dtype) != entry["dtype"]:
             raise AtlasFormatError(f"{path}: array {key!r} has shape {array.shape} and dtype "
                                    f"{array.dtype}, the manifest says {entry['shape']} "

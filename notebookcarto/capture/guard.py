@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ModelGuard", "model_device"]
+__all__ = ["ModelGuard", "model_device", "rng_state", "set_rng_state"]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -31,12 +31,28 @@ def _restore(tensor: torch.Tensor, version: int, copy: torch.Tensor):
         tensor.copy_(copy)
 
 
+def rng_state():
+    """The global torch RNG state: the CPU's and that of every initialised CUDA device."""
+    cuda = (torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
+    return torch.get_rng_state(), cuda
+
+
+def set_rng_state(state) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
 class ModelGuard:
     """Snapshot what running a model could change, and restore it on exit (also after an error).
 
     Covers parameter and buffer values (e.g. BatchNorm running statistics), dtypes and gradients,
-    and the tensor objects themselves, train/eval mode, ``requires_grad`` flags, the hooks
-    registered on every module, and the global torch RNG state (CPU and initialised CUDA devices).
+    and the tensor objects themselves, train/eval mode, ``requires_grad`` flags and the hooks
+    registered on every module. The global RNG is not the model's: ``Capture`` undoes what the
+    model's own forward passes draw from it, and leaves every other draw (a shuffled loader's,
+    the user's) as it happened.
     """
 
     def __init__(self, model: nn.Module):
@@ -58,9 +74,6 @@ class ModelGuard:
         self._hooks = [(m, {k: dict(v) for k, v in _hook_dicts(m).items()},
                         getattr(m, "_is_full_backward_hook", None))
                        for m in self.model.modules()]
-        self._cpu_rng = torch.get_rng_state()
-        self._cuda_rng = (torch.cuda.get_rng_state_all()
-                          if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
         return self
 
     def __exit__(self, *exc):
@@ -81,8 +94,5 @@ class ModelGuard:
                 hooks.clear()
                 hooks.update(saved.get(attr, {}))
             module._is_full_backward_hook = full_backward
-        torch.set_rng_state(self._cpu_rng)
-        if self._cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self._cuda_rng)
         self._tensors = self._training = self._hooks = None
         return False

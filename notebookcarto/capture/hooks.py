@@ -8,8 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .guard import ModelGuard
-from .layers import resolve_layers, split_call
+from .guard import ModelGuard, rng_state, set_rng_state
+from .layers import layer_list, resolve_layers, split_call
 
 __all__ = ["Capture", "LayerError", "StopForward", "as_channels", "position_shape"]
 
@@ -18,11 +18,12 @@ class LayerError(RuntimeError):
     """A chosen layer did not behave as a mappable layer should (never ran, ran twice, ...)."""
 
 
-def as_channels(output: torch.Tensor, *, skip_tokens: int = 0) -> torch.Tensor:
+def as_channels(output: torch.Tensor, *, skip_tokens: int = 0, layer: str = "") -> torch.Tensor:
     """View a layer output as (B, C, P): channels first, then positions.
 
     (B, C, H, W) maps flatten to P = H*W; token sequences (B, T, C) use the tokens as positions,
     dropping the first ``skip_tokens`` (e.g. 1 for a class token); vectors (B, C) have P = 1.
+    ``layer`` names the layer in the error for any other shape.
     """
     if output.ndim == 4:
         return output.flatten(2)
@@ -30,8 +31,10 @@ def as_channels(output: torch.Tensor, *, skip_tokens: int = 0) -> torch.Tensor:
         return output[:, skip_tokens:, :].transpose(1, 2)
     if output.ndim == 2:
         return output.unsqueeze(2)
-    raise ValueError(f"expected an output of shape (B, C, H, W), (B, T, C) or (B, C); "
-                     f"got {tuple(output.shape)}")
+    where = f"layer {layer!r} gives" if layer else "expected"
+    raise ValueError(f"{where} an output of shape {tuple(output.shape)}; mappable outputs are "
+                     "(B, C, H, W) maps, (B, T, C) tokens or (B, C) vectors: choose another layer "
+                     "(see notebookcarto.mappable_layers(model))")
 
 
 def position_shape(output: torch.Tensor, *, skip_tokens: int = 0) -> tuple[int, ...]:
@@ -75,7 +78,11 @@ class Capture:
 
     Inside the block the model is in eval mode (unless ``eval_mode=False``) and, with
     ``freeze=True``, its parameters do not require grad (only the inputs' gradients are wanted);
-    on exit the model is exactly as before (see ``ModelGuard``), also when the block raises. A
+    on exit the model is exactly as before (see ``ModelGuard``), also when the block raises.
+    The global RNG follows one rule: whatever a forward pass of the model draws from it (dropout
+    in train mode, a sampling layer) is undone when the pass ends, and nothing else is touched,
+    so a shuffled loader iterated inside the block advances the RNG exactly as the user's own
+    loop would (the loader's draws are the user's; the library's passes leave no trace). A
     module that runs more than once per forward pass raises ``LayerError``; address each call as
     ``"name#0"``, ``"name#1"``, ... instead. A chosen module may also be called directly
     (``model.block(x)``); each such call counts as a pass of its own. A chosen layer that does not
@@ -85,10 +92,10 @@ class Capture:
     def __init__(self, model: nn.Module, layers, *, on_output: Callable | None = None,
                  inputs=(), on_input: Callable | None = None, detach: bool = True,
                  eval_mode: bool = True, copy: bool = False, freeze: bool = False):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        if isinstance(layers, str):
-            layers = [layers]
-        layers = list(layers)
+        layers = layer_list(layers)
         # only inputs may be wanted; otherwise resolve_layers refuses an empty list
         self.modules = resolve_layers(model, layers) if layers or not inputs else {}
         self.layers = list(self.modules)
@@ -103,6 +110,8 @@ class Capture:
         self._calls: dict[tuple, int] = defaultdict(int)
         self._seen: set[str] = set()
         self._in_pass = False
+        self._rng = None  # the RNG state when the current forward pass began
+        self._input_shape, self._input_checks = None, []
         self._guard = None
 
     def __enter__(self):
@@ -122,6 +131,9 @@ class Capture:
                 modules[base].register_forward_pre_hook(self._input_hook(base, calls))
             self.model.register_forward_pre_hook(self._start_pass)
             self.model.register_forward_hook(self._end_pass)
+            self._input_checks = [m.register_forward_pre_hook(self._check_input)
+                                  for m in self.model.modules()
+                                  if isinstance(m, nn.modules.conv._ConvNd)]
         except BaseException:
             self._guard.__exit__(None, None, None)
             self._guard = None
@@ -130,6 +142,7 @@ class Capture:
 
     def __exit__(self, *exc):
         self.outputs = {}
+        self._restore_rng()  # a pass that raised out of the block
         guard, self._guard = self._guard, None
         return guard.__exit__(*exc)
 
@@ -150,6 +163,7 @@ class Capture:
             return self.model(*args, **kwargs)
         except StopForward:
             self._in_pass = False
+            self._restore_rng()
             return None
 
     def _start_pass(self, module, args):
@@ -157,9 +171,37 @@ class Capture:
         self._calls.clear()
         self._seen.clear()
         self._in_pass = True
+        self._rng = rng_state()
+        first = args[0] if args else None
+        self._input_shape = tuple(first.shape) if isinstance(first, torch.Tensor) else None
+
+    def _check_input(self, conv, args):
+        """Before the first convolution of the first pass runs: images whose channels do not
+        fit it get an error that says why, rather than torch's shape error."""
+        for handle in self._input_checks:
+            handle.remove()
+        self._input_checks = []
+        x, shape = args[0], self._input_shape
+        if (not self._in_pass or shape is None or not isinstance(x, torch.Tensor)
+                or tuple(x.shape) != shape or x.ndim < 3 or x.shape[1] == conv.in_channels):
+            return
+        if x.shape[-1] == conv.in_channels:
+            order = (0, x.ndim - 1, *range(1, x.ndim - 1))
+            raise ValueError(f"images of shape {shape} look channels-last; the model's first "
+                             f"convolution reads {conv.in_channels} channels in dim 1: use "
+                             f"x.permute{order} (or ToTensor() in the data set's transform)")
+        raise ValueError(f"images have {x.shape[1]} channel(s) but the model's first "
+                         f"convolution reads {conv.in_channels}: convert the images (e.g. grey "
+                         "to RGB with x.expand(-1, 3, -1, -1))")
+
+    def _restore_rng(self):
+        if self._rng is not None:
+            set_rng_state(self._rng)
+            self._rng = None
 
     def _end_pass(self, module, args, output):
         self._in_pass = False
+        self._restore_rng()
         missing = [n for n in self.layers + self.inputs if n not in self._seen]
         if missing:
             raise LayerError(f"layer(s) {missing} did not run during the forward pass: the model's "

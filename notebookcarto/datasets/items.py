@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSam
 from tqdm.auto import tqdm
 
 __all__ = ["IMAGE_KEYS", "LABEL_KEYS", "Batch", "ImageData", "find_normalization",
-           "image_data", "model_input", "warn_if_normalized"]
+           "image_data", "model_input", "own_loader", "warn_if_normalized"]
 
 IMAGE_KEYS = ("image", "pixel_values")
 LABEL_KEYS = ("label", "labels", "target")
@@ -74,6 +74,9 @@ class ImageData:
         """The number of images, where the source tells."""
         if self.dataset is not None:
             return len(self.dataset)
+        dataset = getattr(self.loader, "dataset", None)  # a shuffled loader still has one
+        if dataset is not None and not isinstance(dataset, IterableDataset):
+            return len(dataset)
         raise TypeError("this data (an iterable data set or loader) has no length")
 
     @property
@@ -86,8 +89,12 @@ class ImageData:
 
         ``labels``: "optional" (every batch has labels or none does), "required" (a batch
         without labels raises before the model runs; the message names ``desc``)."""
+        if self.dataset is not None and not isinstance(self.dataset, _Tensors) and len(self):
+            self.image(0)  # a first item the loader could not even batch gets a clear error
         start, labelled = index_offset, None
-        bar = tqdm(self.loader, total=self.n_batches, desc=desc, disable=not progress)
+        # an iterator, not the loader: tqdm given a DataLoader starts a second pass over it,
+        # which draws from the global RNG once more than the user's own loop would
+        bar = tqdm(iter(self.loader), total=self.n_batches, desc=desc, disable=not progress)
         for i, raw in enumerate(bar):
             x, y = self.split(raw, i)
             if y is None and labels == "required":
@@ -230,20 +237,26 @@ def _loader_and_dataset(source, batch_size: int, num_workers: int):
                    and isinstance(source.sampler, SequentialSampler))
         return source, (dataset if ordered else None)
     if isinstance(source, IterableDataset):
-        return DataLoader(source, batch_size=batch_size, num_workers=num_workers), None
+        return own_loader(source, batch_size, num_workers), None
     if isinstance(source, _Tensors):
         return _TensorBatches(source, batch_size), source
     if isinstance(source, Dataset) or (hasattr(source, "__getitem__")
                                        and hasattr(source, "__len__")
                                        and not isinstance(source, (list, tuple, str, bytes,
                                                                    Mapping))):
-        return DataLoader(source, batch_size=batch_size, num_workers=num_workers,
-                          shuffle=False), source
+        return own_loader(source, batch_size, num_workers), source
     if hasattr(source, "__iter__") and not isinstance(source, (str, bytes, Mapping)):
         return source, None  # an iterable of batches (a list, a generator), read as a loader
     raise TypeError(f"cannot read images from a {type(source).__name__}: give a tensor "
                     "(N, C, H, W), a tuple (images, labels), a data set, a DataLoader or an "
                     "iterable of batches")
+
+
+def own_loader(dataset, batch_size, num_workers: int = 0) -> DataLoader:
+    """The library's own loader over a data set, in order. It draws its workers' seeds from a
+    generator of its own, so reading the data leaves the global RNG as it was."""
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False,
+                      generator=torch.Generator().manual_seed(0))
 
 
 class _TensorBatches:

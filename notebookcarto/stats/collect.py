@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from ..capture import Capture, as_channels, model_device, position_shape
+from ..capture.layers import layer_list
 from ..datasets.items import image_data
 from .merging import check_disjoint, check_same, union
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
-                       TopImages, spatial_max)
+                       TopImages, check_tau, layer_tau, spatial_max)
 
 __all__ = ["ActivationStats", "LayerStats", "check_device", "check_labels", "collect_stats"]
 
@@ -19,14 +20,16 @@ __all__ = ["ActivationStats", "LayerStats", "check_device", "check_labels", "col
 class LayerStats:
     """The reducers of one layer; class-wise ones only when the pass has labels."""
 
-    def __init__(self, channels: int, *, top_n: int, num_classes: int | None, tau: float,
-                 exclude=(), device=None):
+    def __init__(self, channels: int, *, top_n: int, num_classes: int | None,
+                 tau: float | str, exclude=(), device=None):
         self.channels = channels
+        self.tau = layer_tau(tau, channels)
         self.top = TopImages(channels, top_n, device=device)
         self.moments = NeuronMoments(channels, device=device)
         self.aggregation = self.class_means = None
         if num_classes:
-            self.aggregation = ClassAggregation(channels, num_classes, tau, exclude, device=device)
+            self.aggregation = ClassAggregation(channels, num_classes, self.tau, exclude,
+                                                device=device)
             self.class_means = ClassMeans(channels, num_classes, device=device)
 
     @property
@@ -38,6 +41,15 @@ class LayerStats:
         for reducer in self.reducers.values():
             reducer.update(batch)
 
+    @property
+    def mean_prefix(self) -> float | None:
+        """Mean length of Summit's prefix S(x) per image (channels each image adds to A), or
+        None without labels. About 1 means A is an argmax histogram (see ``layer_tau``)."""
+        if self.aggregation is None:
+            return None
+        images = int(self.class_means.count.sum())
+        return float(self.aggregation.counts.sum()) / images if images else None
+
 
 class ActivationStats:
     """Streaming statistics of several layers of one model over one data set.
@@ -48,9 +60,10 @@ class ActivationStats:
     Mergeable (``merge``) and serialisable (``state_dict`` / ``from_state_dict``).
     """
 
-    def __init__(self, *, top_n: int = 100, tau: float = 0.03, num_classes: int | None = None,
-                 bins: int = 10, exclude: dict | None = None, skip_tokens: int = 0):
-        self.config = dict(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
+    def __init__(self, *, top_n: int = 100, tau: float | str = "auto",
+                 num_classes: int | None = None, bins: int = 10, exclude: dict | None = None,
+                 skip_tokens: int = 0):
+        self.config = dict(top_n=top_n, tau=check_tau(tau), num_classes=num_classes, bins=bins,
                            exclude={k: list(v) for k, v in (exclude or {}).items()},
                            skip_tokens=skip_tokens, shapes={}, channels={}, n_images=0,
                            image_ranges=[])
@@ -72,6 +85,10 @@ class ActivationStats:
 
     def add_layer(self, name: str, channels: int, shape, device=None):
         c = self.config
+        bad = [ch for ch in c["exclude"].get(name, ()) if not 0 <= int(ch) < channels]
+        if bad:
+            raise ValueError(f"exclude: channel {bad[0]} of {name!r} is out of range (the layer "
+                             f"has {channels} channels)")
         self.layers[name] = LayerStats(channels, top_n=c["top_n"], num_classes=c["num_classes"],
                                        tau=c["tau"], exclude=c["exclude"].get(name, ()),
                                        device=device)
@@ -84,6 +101,10 @@ class ActivationStats:
 
     def merge(self, other: "ActivationStats") -> "ActivationStats":
         """Add another pass's statistics (over different images) into these."""
+        if not isinstance(other, ActivationStats):
+            hint = " (merge atlas.stats)" if hasattr(other, "stats") else ""
+            raise TypeError(f"cannot merge a {type(other).__name__} into statistics: give the "
+                            f"ActivationStats of another pass{hint}")
         check_same(self.config, other.config, ("top_n", "tau", "num_classes", "bins", "exclude",
                                                "shapes", "channels"), "statistics")
         if (self.accuracy is None) != (other.accuracy is None):  # checked before changing self
@@ -144,10 +165,12 @@ def check_labels(y: torch.Tensor, num_classes: int, i: int):
 
 
 def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = None,
-                  top_n: int = 100, tau: float = 0.03, bins: int = 10, exclude: dict | None = None,
+                  top_n: int = 100, tau: float | str = "auto", bins: int = 10,
+                  exclude: dict | None = None,
                   skip_tokens: int = 0, device=None, autocast: bool = False,
                   index_offset: int = 0, batch_size: int = 64, image_key: str | None = None,
-                  label_key: str | None = None, progress: bool = True) -> ActivationStats:
+                  label_key: str | None = None, class_names=None,
+                  progress: bool = True) -> ActivationStats:
     """Run the model once over ``data`` and fill every statistic for every layer in ``layers``.
 
     ``data`` is a DataLoader, a data set, a tensor of images or a tuple (images, labels) (see
@@ -155,11 +178,17 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
     dict items by ``image_key`` / ``label_key``); without labels the class-wise statistics are
     absent. Images get ids ``index_offset``, ``index_offset + 1``, ... in loader order, so passes
     over disjoint parts of a data set can be merged. ``num_classes`` defaults to the width of the
-    model's (B, K) output. Batches move to the model's device; ``device``, if given, must be
-    that device. ``autocast`` runs the forward pass in bfloat16. ``skip_tokens`` drops leading
-    tokens (e.g. a class token) of (B, T, C) outputs. The model is left exactly as it was.
+    model's (B, K) output. ``tau`` is Summit's mass for the aggregation A: ``"auto"`` (the
+    default) scales it with each layer's width (``stats.reducers.layer_tau``: about 3 to 6
+    channels per image on any width); pass ``tau=0.03`` to reproduce Summit. Batches move
+    to the model's device; ``device``, if given, must be that device. ``autocast`` runs the
+    forward pass in bfloat16. ``skip_tokens`` drops leading tokens (e.g. a class token) of
+    (B, T, C) outputs. ``class_names``, when given, are checked
+    against the labels and the logits on the first batch. The model is left exactly as it was.
     """
     model_dev = check_device(model, device)
+    _check_options(top_n=top_n, bins=bins, num_classes=num_classes, skip_tokens=skip_tokens,
+                   index_offset=index_offset, exclude=exclude, layers=layers)
     items = image_data(data, batch_size=batch_size, image_key=image_key, label_key=label_key,
                        model=model)
     stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
@@ -168,7 +197,7 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
 
     def on_output(name, z):
         shapes[name] = position_shape(z, skip_tokens=skip_tokens)
-        reduced[name] = spatial_max(as_channels(z, skip_tokens=skip_tokens))
+        reduced[name] = spatial_max(as_channels(z, skip_tokens=skip_tokens, layer=name))
 
     cast = (torch.autocast(model_dev.type, dtype=torch.bfloat16) if autocast
             else contextlib.nullcontext())
@@ -181,7 +210,8 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
             out = model(batch.images)
             _check_finite(reduced, i)
             if first:
-                _init_layers(stats, capture.layers, reduced, shapes, out, batch.labels, model_dev)
+                _init_layers(stats, capture.layers, reduced, shapes, out, batch.labels, model_dev,
+                             class_names)
                 first = False
             for name in capture.layers:
                 values, positions = reduced[name]
@@ -198,6 +228,8 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
 
 def check_device(model: nn.Module, device) -> torch.device:
     """The model's device, checked against a requested ``device`` (None: any)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     model_dev = model_device(model)
     if device is None:
         return model_dev
@@ -213,9 +245,20 @@ def check_device(model: nn.Module, device) -> torch.device:
     return model_dev
 
 
-def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device):
+def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device,
+                 class_names):
     """After the first forward pass: the class count (from the logits unless given) and one
-    LayerStats per layer with the channel count and position shape seen."""
+    LayerStats per layer with the channel count and position shape seen; ``class_names``, when
+    given, must fit the labels and the logits."""
+    if class_names is not None:
+        if y is None:
+            raise ValueError(f"class_names has {len(class_names)} names but the data has no "
+                             "labels: give (image, label) items, or leave class_names out")
+        width = out.shape[1] if isinstance(out, torch.Tensor) and out.ndim == 2 else None
+        k = stats.num_classes or width
+        if k is not None and len(class_names) != k:
+            raise ValueError(f"class_names has {len(class_names)} names but the model's output "
+                             f"has {k} classes: give one name per class")
     if y is not None:
         is_logits = isinstance(out, torch.Tensor) and out.ndim == 2
         num_classes = stats.num_classes
@@ -238,3 +281,23 @@ def _check_finite(reduced: dict, i: int):
         bad = [name for name, flag in zip(reduced, flags.tolist()) if flag]
         raise FloatingPointError(f"batch {i}: layer(s) {bad} produced NaN or inf activations; "
                                  "check the inputs and the model's weights")
+
+
+def _check_options(*, top_n, bins, num_classes, skip_tokens, index_offset, exclude, layers):
+    """Refuse bad options of the statistics pass before it starts."""
+    def whole(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    whole("top_n", top_n, 1)
+    whole("bins", bins, 1)
+    whole("skip_tokens", skip_tokens, 0)
+    whole("index_offset", index_offset, 0)
+    if num_classes is not None:
+        whole("num_classes", num_classes, 1)
+    if exclude:
+        names = [n if isinstance(n, str) else None for n in layer_list(layers)]
+        unknown = sorted(set(exclude) - set(names))
+        if unknown:
+            raise KeyError(f"exclude names layers {unknown} that are not among the layers "
+                           f"mapped ({[n for n in names if n]})")

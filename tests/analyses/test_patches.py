@@ -1,4 +1,5 @@
-"""Receptive fields measured from gradients, and example patches cropped with them."""
+"""Receptive fields from the traced graph and from gradient probes, and example patches cropped
+with them."""
 
 import warnings
 
@@ -59,13 +60,15 @@ ANALYTIC = {
 }
 
 
+@pytest.mark.parametrize("method", ["analytic", "probe"])
 @pytest.mark.parametrize("case", sorted(ANALYTIC))
-def test_receptive_field_matches_analytic_value(case):
+def test_receptive_field_matches_analytic_value(case, method):
     build, layer, side, stride, offset, size = ANALYTIC[case]
     model = build()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        rf = receptive_fields(model, [layer], (3, side, side))[layer]
+        rf = receptive_fields(model, [layer], (3, side, side), method=method,
+                              progress=False)[layer]
     assert (rf.stride, rf.offset, rf.size) == (stride, offset, size)
     assert not rf.whole_image
     assert rf.input_shape == (side, side)
@@ -119,12 +122,17 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(x.mean((2, 3), keepdim=True))
 
 
-def test_global_dependence_gives_whole_image():
+def test_global_dependence_gives_whole_image_to_the_probe_only():
     torch.manual_seed(0)
     model = nn.Sequential(SqueezeExcite(), nn.Conv2d(8, 8, 3, padding=1))
-    with pytest.warns(UserWarning, match="whole"):
-        rf = receptive_fields(model, ["1"], (3, 16, 16), max_probe=200)["1"]
+    with pytest.warns(UserWarning, match="whole"):  # the probe can only suspect it
+        rf = receptive_fields(model, ["1"], (3, 16, 16), max_probe=200, method="probe")["1"]
     assert rf.whole_image and rf.box(0, 0) == (0, 0, 16, 16)
+    with warnings.catch_warnings():  # the graph knows the mean over (H, W) is only a gate
+        warnings.simplefilter("error")
+        fields = receptive_fields(model, ["0", "1"], (3, 16, 16), method="analytic")
+    assert fields["1"].map_shape == (16, 16) and not fields["1"].whole_image
+    assert (fields["1"].offset, fields["1"].size) == ((-2, -2), (5, 5))  # two 3x3 convs
 
 
 # Blocks of the CIFAR ResNet-20, by hand: the stem 3x3 gives R 3, O -1; every 3x3 conv adds

@@ -86,6 +86,11 @@ def with_sections(atlas: Atlas) -> Atlas:
     return copy
 
 
+def beside(folder: Path) -> list[str]:
+    """What a folder holds, less the writers' lock file (``.notebookcarto.lock``, empty, kept)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
 def assert_atlas_equal(a: Atlas, b: Atlas):
     sa, sb = a.stats.state_dict(), b.stats.state_dict()
     assert sa["config"] == sb["config"]
@@ -313,7 +318,7 @@ def test_save_load_round_trip(atlas, tmp_path):
     pd.testing.assert_frame_equal(loaded.aggregation("relu1"), atlas.aggregation("relu1"))
     manifest = json.loads((tmp_path / "atlas" / "manifest.json").read_text())
     assert manifest["format"] == store.FORMAT and manifest["version"] == store.VERSION
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas"]  # nothing left beside it
+    assert beside(tmp_path) == ["atlas"]  # nothing left beside it
 
 
 def test_save_load_round_trip_without_labels(data, tmp_path):
@@ -343,7 +348,7 @@ def test_save_replaces_existing_atlas(atlas, tmp_path):
     loaded = Atlas.load(path)
     assert loaded.results == {}
     assert_atlas_equal(atlas, loaded)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas"]
+    assert beside(tmp_path) == ["atlas"]
     assert len(list((path / "arrays").iterdir())) == len(atlas.stats.state_dict()["tensors"])
 
 
@@ -388,7 +393,7 @@ def test_crash_while_writing_keeps_previous_atlas(atlas, tmp_path, monkeypatch):
         with_sections(atlas).save(path)
     assert len(calls) == 2
     monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas"]  # no temp folder left
+    assert beside(tmp_path) == ["atlas"]  # no temp folder left
     assert sorted(str(p.relative_to(path)) for p in path.rglob("*")) == before
     assert_atlas_equal(atlas, Atlas.load(path))
 
@@ -397,7 +402,7 @@ def test_crash_while_writing_a_new_atlas_leaves_nothing(atlas, tmp_path, monkeyp
     _crash_after_first_save(monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         atlas.save(tmp_path / "new")
-    assert list(tmp_path.iterdir()) == []
+    assert beside(tmp_path) == []
 
 
 # ------------------------------------------------------------------------------------------

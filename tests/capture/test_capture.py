@@ -576,22 +576,53 @@ def test_guard_with_batchnorm_in_train_mode_under_capture():
     assert model.training and model[1].training
 
 
-def test_guard_restores_global_rng():
+def test_capture_undoes_the_forward_passes_draws_and_keeps_the_others():
+    """The one RNG rule: what the model's forward passes draw (dropout in train mode) is undone,
+    everything else drawn inside the block (the user's own draws, a loader's) stands."""
     model = guard_model()
+    x = torch.randn(3, 3, 5, 5)
     state = torch.get_rng_state()
-    expected = torch.rand(5)
+    torch.rand(100)
+    expected = torch.rand(5)  # the user's draw of 100, then 5: no forward pass in between
+    for stop_at in (None, "2"):
+        torch.set_rng_state(state)
+        with pytest.raises(RuntimeError, match="stop"):
+            with Capture(model, ["2"], eval_mode=False) as capture:
+                torch.rand(100)
+                model(x)  # dropout in train mode draws: undone at the end of the pass
+                capture.forward(x)
+                raise RuntimeError("stop")
+        assert torch.equal(torch.rand(5), expected)
+
+    def stop(name, out):
+        raise StopForward
+
     torch.set_rng_state(state)
-    with pytest.raises(RuntimeError, match="stop"):
-        with Capture(model, ["2"], eval_mode=False):
-            torch.rand(100)
-            model(torch.randn(3, 3, 5, 5))  # dropout in train mode draws too
-            torch.randint(0, 10, (7,))
-            raise RuntimeError("stop")
+    with Capture(model, ["2"], on_output=stop, eval_mode=False) as capture:
+        torch.rand(100)
+        capture.forward(x)  # stopped in the middle: the draws so far are undone too
     assert torch.equal(torch.rand(5), expected)
     torch.set_rng_state(state)
     with ModelGuard(model):
-        torch.randn(1000)
+        torch.rand(100)  # the guard alone keeps the model, not the RNG
     assert torch.equal(torch.rand(5), expected)
+
+
+def test_a_shuffled_loader_advances_the_rng_as_the_users_own_loop_would():
+    from notebookcarto import collect_stats
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 3))
+    data = torch.utils.data.TensorDataset(torch.randn(20, 3, 5, 5), torch.arange(20) % 3)
+    loader = torch.utils.data.DataLoader(data, batch_size=6, shuffle=True)
+    state = torch.get_rng_state()
+    order = [y.tolist() for _, y in loader]
+    after_user_loop = torch.rand(3)
+    torch.set_rng_state(state)
+    stats = collect_stats(model, loader, ["1"], progress=False)
+    assert torch.equal(torch.rand(3), after_user_loop)
+    torch.set_rng_state(state)
+    again = [y.tolist() for _, y in loader]
+    assert again == order and stats.n_images == 20
 
 
 def test_capture_hooks_gone_and_user_hook_kept_after_normal_exit():

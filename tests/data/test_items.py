@@ -113,3 +113,25 @@ def test_find_normalization_looks_through_loaders_subsets_and_compose():
     assert find_normalization(FakeData(size=2, transform=transforms.ToTensor())) is None
     assert find_normalization(X) is None
     assert np.isclose(ImageData(fake).image(0).mean(), ImageData(fake).images([0]).mean())
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.rand(6, 4, 5, 3), r"look channels-last; .* x.permute\(0, 3, 1, 2\)"),
+    (torch.rand(6, 1, 5, 5), r"images have 1 channel\(s\) but the model's first convolution "
+                             r"reads 3"),
+])
+def test_images_whose_channels_do_not_fit_the_first_convolution(images, message):
+    """Checked by Capture before the first convolution runs, wherever it sits in the model."""
+    from notebookcarto import collect_stats
+
+    class Late(nn.Module):  # the convolution is registered after the head
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(2, 2)
+            self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean((2, 3)))
+
+    with pytest.raises(ValueError, match=message):
+        collect_stats(Late(), images, ["conv"], progress=False)

@@ -329,8 +329,8 @@ def assert_stats_equal(a: ActivationStats, b: ActivationStats, exact_floats=True
 
 def test_merge_of_halves_equals_full_pass(data, stats):
     model, x, y = data
-    first = run(model, batches(x, y, stop=50), top_n=10, index_offset=0)
-    second = run(model, batches(x, y, start=50), top_n=10, index_offset=50)
+    first = run(model, batches(x, y, stop=50), top_n=10, tau=0.03, index_offset=0)
+    second = run(model, batches(x, y, start=50), top_n=10, tau=0.03, index_offset=50)
     assert first.n_images == 50 and second.n_images == 40
     assert first.merge(second) is first
     assert first.n_images == N_IMAGES
@@ -451,7 +451,7 @@ def test_loader_formats_dicts_and_long_tuples(data, stats):
     lists = [[xb, yb.tolist()] for xb, yb in batches(x, y)]
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
     for source in (dicts, triples, lists, loader):
-        assert_stats_equal(run(model, source, top_n=10), stats)
+        assert_stats_equal(run(model, source, top_n=10, tau=0.03), stats)
     unlabelled = run(model, [{"image": xb} for xb in batches(x)], top_n=10)
     assert unlabelled.num_classes is None
     assert torch.equal(unlabelled.layers["relu1"].top.index, stats.layers["relu1"].top.index)
@@ -575,7 +575,7 @@ def test_device_mismatch(data, device):
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "cpu:0"])
 def test_matching_device_accepted(data, stats, device):
     model, x, y = data
-    assert_stats_equal(run(model, batches(x, y), top_n=10, device=device), stats)
+    assert_stats_equal(run(model, batches(x, y), top_n=10, tau=0.03, device=device), stats)
 
 
 def test_unindexed_device_matches_indexed_model_device(data, monkeypatch):

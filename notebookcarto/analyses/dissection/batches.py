@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ...capture import Capture, model_device
 from ...datasets.concept_data import ConceptBatch, ConceptData
+from ...datasets.items import own_loader
 
 __all__ = ["Concepts", "check_map", "chunks", "forward", "resample"]
 
@@ -40,7 +41,7 @@ def _batches(data: ConceptData, batch_size: int, num_workers: int):
     starts = list(range(0, n, batch_size))
     if num_workers:
         source = _BatchSource(data, batch_size)
-        yield from torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers)
+        yield from own_loader(source, None, num_workers)
     else:
         for start in starts:
             yield data.load_batch(range(start, min(start + batch_size, n)))

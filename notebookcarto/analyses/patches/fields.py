@@ -1,4 +1,5 @@
-"""Receptive fields of layers, measured from input gradients.
+"""Receptive fields of layers: from the model's graph where it allows, else measured from input
+gradients.
 
 For a (B, C, H, W) layer, the map position (row, col) depends on a box of input pixels. For
 convolutions, pooling and element-wise layers that box is an affine function of the position:
@@ -7,32 +8,53 @@ convolutions, pooling and element-wise layers that box is an affine function of 
     cols  offset[1] + col * stride[1] + [0, size[1])
 
 (in input pixels, the end excluded; the box may stick out of the image). ``receptive_fields``
-finds ``stride``, ``offset`` and ``size`` empirically: it backpropagates the sum over channels of
-one map position to random inputs and takes the bounding box of the input pixels with a nonzero
-gradient, for two neighbouring positions. So it covers whatever the network does between the
-input and the layer (padding, dilation, pooling, residual branches), without a table of layer
-types. What it measures is the theoretical field (every pixel that can influence the position),
-not the smaller "effective" field where most of the gradient mass lies.
+first derives ``stride``, ``offset`` and ``size`` from the traced graph (``analytic``:
+convolutions, pooling, residual adds, slicing and padding; one forward pass of one image).
+Layers the graph does not settle are measured by a probe: it backpropagates the sum over
+channels of one map position to random inputs and takes the bounding box of the input pixels
+with a nonzero gradient, for two neighbouring positions. So it covers whatever the network does
+between the input and the layer (padding, dilation, pooling, residual branches), without a
+table of layer types. Both give the theoretical field (every pixel that can influence the
+position), not the smaller "effective" field where most of the gradient mass lies. Results are
+cached per model, layer and input size.
 
 Token (B, T, C) layers, such as the blocks of a vision transformer, get a field covering the
 whole image: after one attention layer every token depends on every pixel. Vector (B, C) layers
-likewise. So does any layer behind a global operation (squeeze-and-excitation, global pooling),
-because the gradient then truly reaches every pixel.
+likewise. So does any layer behind global pooling, because the gradient then truly reaches every
+pixel. The channel gates of squeeze-and-excitation (EfficientNet, MobileNet V3) also reach every
+pixel, but they only scale a position: the graph leaves them out and gives the gated map's own
+field, where the probe (on a model the graph cannot follow) gives the whole image.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ...capture import Capture, LayerError, mappable_layers, model_device
 
-__all__ = ["ReceptiveField", "receptive_fields"]
+__all__ = ["FIELD_METHODS", "ReceptiveField", "clear_field_cache", "receptive_fields"]
+
+FIELD_METHODS = ("auto", "analytic", "probe")
+
+# model -> {(layer, (C, H, W), probe settings): ReceptiveField}
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def clear_field_cache(model: nn.Module | None = None) -> None:
+    """Forget the cached receptive fields of ``model`` (default: of every model), e.g. after
+    changing its architecture in place."""
+    if model is None:
+        _CACHE.clear()
+    else:
+        _CACHE.pop(model, None)
 
 # Probe inputs grow by multiples of this, so the input size modulo any stride up to 64 stays the
 # same and layers whose padding depends on the input size ("same" padding) align as natively.
@@ -167,17 +189,16 @@ class _Probe:
     def boxes(self, name, height, width, positions, tries=3):
         """For each (row, col) in ``positions``: the (top, left, bottom, right) bounding box of the
         input pixels with a nonzero gradient, over ``batch`` random images (several images, so
-        that ReLU and max-pool sparsity in one image does not hide pixels)."""
-        groups = len(positions)
+        that ReLU and max-pool sparsity in one image does not hide pixels). One position at a
+        time: memory is that of ``batch`` images."""
+        return [self._box(name, height, width, position, tries) for position in positions]
+
+    def _box(self, name, height, width, position, tries):
+        row, col = position
         for _ in range(tries):
-            x = self.inputs(groups * self.batch, height, width)
+            x = self.inputs(self.batch, height, width)
             out = self.forward(name, x)
-            rows = torch.tensor([r for r, _ in positions], device=out.device)
-            cols = torch.tensor([c for _, c in positions], device=out.device)
-            rows = rows.repeat_interleave(self.batch)
-            cols = cols.repeat_interleave(self.batch)
-            images = torch.arange(out.shape[0], device=out.device)
-            target = out[images, :, rows, cols].sum()
+            target = out[:, :, row, col].sum()
             if target.grad_fn is None:
                 raise ValueError(f"layer {name!r} does not depend on the input: it has no "
                                  "receptive field")
@@ -185,11 +206,12 @@ class _Probe:
             if grad is None:
                 raise ValueError(f"layer {name!r} does not depend on the input: it has no "
                                  "receptive field")
-            seen = grad.ne(0).any(1).view(groups, self.batch, height, width).any(1).cpu()
-            if all(mask.any() for mask in seen):
-                return [_bounding_box(mask) for mask in seen]
+            seen = grad.ne(0).any(1).any(0).cpu()
+            del out, target, grad, x
+            if seen.any():
+                return _bounding_box(seen)
         raise RuntimeError(f"layer {name!r}: no input pixel changes the sum of the channels at "
-                           f"some of the positions {positions} for random inputs (dead units?)")
+                           f"position {position} for random inputs (dead units?)")
 
 
 def _bounding_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
@@ -236,19 +258,28 @@ def _probe_size(length: int, scale: float) -> int:
 
 
 def receptive_fields(model: nn.Module, layers=None, input_shape=(3, 224, 224), *,
-                     probe_scale: float = 3.0, max_probe: int = 1024, batch: int = 4,
-                     seed: int = 0) -> dict[str, ReceptiveField]:
-    """Measure the receptive field of each layer in ``layers`` (default: ``mappable_layers``)
-    for inputs of ``input_shape`` (C, H, W), as ``{layer: ReceptiveField}`` in the given order.
+                     method: str = "auto", probe_scale: float = 3.0, max_probe: int = 512,
+                     batch: int = 2, seed: int = 0, cache: bool = True,
+                     progress: bool = True) -> dict[str, ReceptiveField]:
+    """The receptive field of each layer in ``layers`` (default: ``mappable_layers``) for
+    inputs of ``input_shape`` (C, H, W), as ``{layer: ReceptiveField}`` in the given order.
 
-    Per (B, C, H, W) layer: the gradient of the sum over channels at the centre of the map and at
-    its diagonal neighbour, with respect to ``batch`` random images each, gives two input boxes,
-    and from them the stride, offset and size. Near the centre of a native-size input the box of a
-    deep layer may be clipped by the border, so the boxes are first measured on a larger input
-    (about ``probe_scale`` times the size, doubled up to ``max_probe`` pixels a side while the
-    box still touches the border); the forward pass stops at the layer, so a classifier head
-    that only accepts the native size never runs. The result is checked against boxes measured
-    on a native-size input, and if the larger input fails or disagrees (the network is not fully
+    ``method="auto"`` (default) derives each field from the model's graph
+    (``patches.analytic``: convolutions, pooling, residual adds, slicing, padding) and measures
+    with the probe only the layers the graph does not settle (a model that cannot be traced,
+    attention, reshapes); ``"analytic"`` raises for such layers; ``"probe"`` measures all.
+    Fields are cached per model, layer and input size (``cache=False`` recomputes;
+    ``clear_field_cache``), and probing shows a progress bar.
+
+    The probe, per (B, C, H, W) layer: the gradient of the sum over channels at the centre of
+    the map and at its diagonal neighbour, with respect to ``batch`` random images each (one
+    position at a time, so memory stays small), gives two input boxes, and from them the
+    stride, offset and size. Near the centre of a native-size input the box of a deep layer may
+    be clipped by the border, so the boxes are first measured on a larger input (about
+    ``probe_scale`` times the size, doubled up to ``max_probe`` pixels a side while the box
+    still touches the border); the forward pass stops at the layer, so a classifier head that
+    only accepts the native size never runs. The result is checked against boxes measured on a
+    native-size input, and if the larger input fails or disagrees (the network is not fully
     convolutional up to the layer, e.g. it has adaptive pooling) the native measurement is used;
     a warning says when that is clipped by the border. A box that covers even the largest probe
     input whole (global pooling, squeeze-and-excitation) gives a whole-image field, with a
@@ -258,27 +289,68 @@ def receptive_fields(model: nn.Module, layers=None, input_shape=(3, 224, 224), *
     ``ReceptiveField.covering``): after self-attention every token depends on every pixel.
 
     The model is left exactly as it was (mode, parameters, ``requires_grad`` flags, ``.grad``
-    and the global RNG): the passes run in eval mode inside ``Capture``, only the inputs require
-    gradients, and gradients are taken with ``torch.autograd.grad``.
+    and the global RNG): the passes run in eval mode inside ``Capture`` or ``ModelGuard``, only
+    the inputs require gradients, and gradients are taken with ``torch.autograd.grad``.
     """
+    if method not in FIELD_METHODS:
+        raise ValueError(f"method must be one of {FIELD_METHODS}, got {method!r}")
     if layers is None:
         layers = mappable_layers(model)
     if isinstance(layers, str):
         layers = [layers]
+    layers = list(layers)
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 2:
         shape = (3,) + shape
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape}")
+    _check_channels_first(model, shape)
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    settings = (method, float(probe_scale), int(max_probe), int(batch), int(seed))
+    known = _CACHE.setdefault(model, {}) if cache else {}
+    fields = {name: known[(name, shape, settings)] for name in layers
+              if (name, shape, settings) in known}
+    todo = [name for name in layers if name not in fields]
+    if todo and method != "probe":
+        from .analytic import analytic_fields
+
+        derived = analytic_fields(model, todo, shape)
+        fields.update({name: f for name, f in derived.items() if f is not None})
+        todo = [name for name in todo if name not in fields]
+        if todo and method == "analytic":
+            raise ValueError(f"the model's graph does not give the receptive fields of {todo} "
+                             "(it cannot be traced, or an operation on the way is not a "
+                             "convolution, pooling or element-wise one): use method='auto' or "
+                             "'probe'")
+    if todo:
+        fields.update(_probe_fields(model, todo, shape, probe_scale, max_probe, batch, seed,
+                                    progress))
+    for name in layers:
+        known[(name, shape, settings)] = fields[name]
+    return {name: fields[name] for name in layers}
+
+
+def _check_channels_first(model: nn.Module, shape: tuple) -> None:
+    """Refuse an (H, W, C) ``shape``: its last size fits the model's first convolution (or, with
+    no convolution, is 1, 3 or 4 channels) and its first does not."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = {conv.in_channels} if conv is not None else {1, 3, 4}
+    if shape[2] in channels and shape[0] not in channels:
+        raise ValueError(f"input_shape {shape} looks like (H, W, C): give (C, H, W), e.g. "
+                         f"{(shape[2], shape[0], shape[1])}")
+
+
+def _probe_fields(model, layers, shape, probe_scale, max_probe, batch, seed, progress):
+    """The probe's fields of ``layers`` (see ``receptive_fields``)."""
     channels, height, width = shape
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     fields = {}
     with torch.inference_mode(False), torch.enable_grad():
         probe = _Probe(model, channels, batch, dtype, model_device(model), seed)
         with Capture(model, layers, on_output=probe.on_output, detach=False) as capture:
-            for name in capture.layers:
+            for name in tqdm(capture.layers, desc="receptive fields (probe)",
+                             disable=not progress):
                 fields[name] = _measure(probe, name, height, width, probe_scale, max_probe)
     return fields
 

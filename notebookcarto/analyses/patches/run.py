@@ -6,7 +6,8 @@ them, with the activation map over each patch (for the gallery's heatmap overlay
 ``Patches`` result.
 
 NeuroCartography cropped a fixed +-15 % of the map around the argmax, which is too small for deep
-layers and too large for shallow ones; here the crop is the measured receptive field of the layer.
+layers and too large for shallow ones; here the crop is the receptive field of the layer (derived
+from the model's graph where it can be, measured by a probe elsewhere; see ``fields``).
 Where that field leaves the image (always, once it is larger than the image, as in the deep layers
 of CIFAR networks) the box is clipped to the image by default and resized to ``size``, rather than
 padded, which would show a small off-centre picture in a grey frame. Each heat map is cut from the
@@ -144,8 +145,8 @@ def example_patches(atlas: "Atlas", model: torch.nn.Module, data, *, n_patches: 
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     colour = None if fill is None else _fill_colour(fill)
     layers = atlas.layers
-    if rf is None:
-        rf = receptive_fields(model, layers, input_shape)
+    if rf is None:  # from the model's graph; probed (with a progress bar) only where needed
+        rf = receptive_fields(model, layers, input_shape, progress=progress)
     missing = [name for name in layers if name not in rf]
     if missing:
         raise KeyError(f"no receptive field for layers {missing}: measure them with "
