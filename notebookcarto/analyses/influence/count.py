@@ -25,8 +25,16 @@ def count_influence(atlas: "Atlas", model: nn.Module, data,
     ``pairs`` defaults to consecutive atlas layers. ``estimator`` is one of "conv" and
     "gradient" (the graphs read one set of counts); ``top_inputs`` is the number of top earlier
     channels counted per later channel (Summit's k = 5); ``options`` go to
-    ``collect_influence`` (``stride``, ``min_influence``, ``fold_bn``, ``convs``,
-    ``chunk_elements``, ``backend``, ``batch_size``, ...). The class count is the atlas's.
+    ``collect_influence`` (``memory_budget``, ``stride``, ``min_influence``, ``fold_bn``,
+    ``convs``, ``crops``, ``backend``, ``batch_size``, ...). The class count is the atlas's.
+
+    Over inception blocks (GoogLeNet's nine, as in Summit) the conv estimator adds each
+    block's bottleneck pairs (earlier block, ``"<block>.branch2.0"``) and (bottleneck, block),
+    likewise for branch3: ``attribution_graphs`` turns them into Summit's bottleneck edges,
+    the bottlenecks not being atlas layers. The counts are sparse ``ClassCounts``
+    (``counts[y]`` per class, ``np.asarray`` for all); ``params`` holds the pass's joins,
+    bottlenecks, how the gradient estimator ran per pair and the chunking its memory budget
+    chose.
     """
     if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise ValueError(f"count_influence takes one estimator from {ESTIMATORS}, got "
@@ -47,6 +55,8 @@ def count_influence(atlas: "Atlas", model: nn.Module, data,
                               progress=progress, **options)
     c = stats.config
     params = {key: c[key] for key in ("stride", "min_influence", "fold_bn", "skip_tokens",
-                                      "joins", "n_images", "channels")}
-    counts = {(e, l): stats.counts(e, l).cpu().numpy() for e, l in stats.pairs}
+                                      "joins", "bottlenecks", "gradient", "chunking",
+                                      "n_images", "channels")}
+    counts = {(e, l): stats.class_counts(e, l, estimator) for e, l in stats.pairs
+              if f"{estimator}/{l}|{e}" in stats.reducers}
     return Influence(counts, estimator, c["top_inputs"], params)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backend import torch_threads_kept
+
 __all__ = ["conv_max_numba"]
 
 
@@ -41,25 +43,29 @@ def _kernel(xp, wt, sy, sx, dy, dx, h_out, w_out, out):
         out[b, i, :] = best
 
 
-def conv_max_numba(x: torch.Tensor, weight: torch.Tensor, *, stride: tuple[int, int],
+def conv_max_numba(x: torch.Tensor, taps: torch.Tensor, *, stride: tuple[int, int],
                    padding: tuple[int, int], dilation: tuple[int, int],
                    out_size: tuple[int, int]) -> torch.Tensor:
-    """(B, C_out, C_in): entry [b, j, i] is the max over the ``out_size`` output positions of
-    x[b, i] (zero-padded by ``padding``) convolved with weight[j, i] alone, in float32.
+    """(B, C_in, C_out): entry [b, i, j] is the max over the ``out_size`` output positions of
+    x[b, i] (zero-padded by ``padding``) convolved with ``taps[i, :, :, j]`` alone, in float32.
 
-    ``x`` (B, C_in, H, W) on CPU; ``weight`` (C_out, C_in, kh, kw), with any folded scale
-    already applied; ``stride``, ``padding`` and ``dilation`` as (rows, columns) pairs. Runs on
-    as many threads as torch uses (at most numba's own limit).
+    ``x`` (B, C_in, H, W) on CPU; ``taps`` (C_in, kh, kw, C_out): each input channel's kernel
+    slices, one per output channel it feeds (all outputs of a full conv, those of its group in
+    a grouped one), with any folded scale already applied; ``stride``, ``padding`` and
+    ``dilation`` as (rows, columns) pairs. Runs on as many threads as torch uses (at most
+    numba's own limit).
     """
     if any(padding):
         x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
     xp = x.detach().to(torch.float32).contiguous().numpy()
-    wt = weight.detach().to(torch.float32).permute(1, 2, 3, 0).contiguous().numpy()
-    out = np.empty((x.shape[0], x.shape[1], weight.shape[0]), np.float32)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        _kernel(xp, wt, stride[0], stride[1], dilation[0], dilation[1], *out_size, out)
-    finally:
-        numba.set_num_threads(threads)
-    return torch.from_numpy(out).transpose(1, 2).contiguous()
+    wt = taps.detach().to(torch.float32).contiguous().numpy()
+    out = np.empty((x.shape[0], x.shape[1], taps.shape[3]), np.float32)
+    wanted = torch.get_num_threads()
+    with torch_threads_kept():  # numba's first call starts its threading layer
+        threads = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            _kernel(xp, wt, stride[0], stride[1], dilation[0], dilation[1], *out_size, out)
+        finally:
+            numba.set_num_threads(threads)
+    return torch.from_numpy(out)

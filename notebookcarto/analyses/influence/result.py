@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ...stats.influence import ClassCounts
 from ..result import Result
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ class Influence(Result):
     Attributes:
         counts: {(earlier, later): int64 (classes, C_later, C_earlier)}: how often, over the
             images of a class, channel i of the earlier layer was among the ``top_inputs``
-            inputs of channel j of the later layer.
+            inputs of channel j of the later layer. ``count_influence`` gives sparse
+            ``ClassCounts`` (read a class with ``counts[pair][y]``; ``np.asarray`` builds the
+            dense array); numpy arrays are accepted too.
         estimator: "conv" or "gradient" (see ``notebookcarto.analyses.influence``).
         top_inputs: inputs counted per later channel and image (Summit's k).
         params: the other parameters of the pass (stride, min_influence, fold_bn, ...).
@@ -47,6 +50,8 @@ class Influence(Result):
         return self.counts[(earlier, later)]
 
     def to_section(self) -> dict:
+        # the schema (atlas/sections.py) stores each pair's dense (classes, C_later,
+        # C_earlier) array
         meta = {"pairs": [[e, l] for e, l in self.counts], "estimator": self.estimator,
                 "top_inputs": int(self.top_inputs), "params": dict(self.params)}
         arrays = {f"counts/{l}|{e}": np.asarray(c, dtype=np.int64)
@@ -56,7 +61,8 @@ class Influence(Result):
     @classmethod
     def from_section(cls, section: dict, atlas: "Atlas" = None) -> "Influence":
         meta, arrays = section["meta"], section["arrays"]
-        counts = {(str(e), str(l)): arrays[f"counts/{l}|{e}"] for e, l in meta["pairs"]}
+        counts = {(str(e), str(l)): ClassCounts.from_dense(arrays[f"counts/{l}|{e}"])
+                  for e, l in meta["pairs"]}
         return cls(counts, str(meta["estimator"]), int(meta["top_inputs"]),
                    dict(meta["params"]))
 

@@ -1,5 +1,6 @@
 """``collect_influence``: the streaming pass that fills Summit's influence counts I for layer
-pairs, with one ``Capture`` block (one ``ModelGuard``) around the whole pass."""
+pairs, with one ``Capture`` block (one ``ModelGuard``) around the whole pass, within a memory
+budget."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from ...capture import Capture, LayerError, StopForward, resolve_layers
+from ...capture import Capture, LayerError, StopForward, as_channels, resolve_layers
 from ...datasets.items import image_data
 from ...stats.collect import check_device, check_labels
 from ...stats.influence import InfluenceStats
 from ..backend import choose_backend
+from .budget import DEFAULT_BUDGET, parse_budget
 from .estimators import _gradient_influences, conv_influence
-from .joins import Join, probe
+from .local import local_influence
+from .plan import PassPlan, plan_pass
 
 __all__ = ["ESTIMATORS", "collect_influence"]
 
@@ -29,6 +33,7 @@ def collect_influence(model: nn.Module, data,
                       num_classes: int | None = None, stride: int = 1,
                       min_influence: float = 0.0, fold_bn: bool = True,
                       convs: dict[tuple[str, str], str] | None = None, skip_tokens: int = 0,
+                      memory_budget: int | str = DEFAULT_BUDGET, crops: bool = True,
                       chunk_elements: int | None = None, backend: str = "auto",
                       index_offset: int = 0, device: torch.device | str | None = None,
                       batch_size: int = 64, image_key: str | None = None,
@@ -39,27 +44,38 @@ def collect_influence(model: nn.Module, data,
     ``data`` yields images with labels: a DataLoader, a data set (read in order in batches of
     ``batch_size``), tensors ``(images, labels)``; see ``notebookcarto.datasets.items``.
 
-    ``estimator``: ``"conv"`` (Summit's grouped-convolution estimator; the pair must be joined by
-    a Conv2d reading the earlier layer's channels, found automatically or named in ``convs``
-    {(earlier, later): "module.path"}), ``"gradient"`` (activation x gradient, any pair with a
-    path between them) or both, e.g. ``("conv", "gradient")``, computed in the same forward
-    passes. See the package docstring for what each estimator means. Per image and later
-    channel, the top ``top_inputs`` earlier channels (Summit's k = 5) with influence above
-    ``min_influence`` add 1 to I[label][j][i]. ``stride`` subsamples the conv's output positions
-    (conv estimator); ``fold_bn`` folds a BatchNorm after the joining conv into its kernel.
-    ``skip_tokens`` drops leading tokens of (B, T, C) maps (gradient estimator). Intermediate
-    tensors hold about ``chunk_elements`` values (default 2**20 on CPU, 2**26 on CUDA).
-    ``backend`` is ``conv_influence``'s: ``"torch"`` (the grouped conv), ``"numba"`` (a fused CPU
-    kernel, same numbers) or ``"auto"`` (numba on CPU, torch elsewhere). Batches need integer
-    labels; ``num_classes`` defaults to the width of the model's logits. Images get ids from
-    ``index_offset`` so passes over disjoint parts of a data set can be merged.
+    ``estimator``: ``"conv"`` (Summit's per-input-channel convolution; the pair must be joined
+    by convolutions reading the earlier layer's channels: one conv, the branches of an
+    inception block, or a conv named in ``convs`` {(earlier, later): "module.path"}; see
+    ``joins``), ``"gradient"`` (activation x gradient, any pair with a path between them) or
+    both, e.g. ``("conv", "gradient")``, computed in the same forward passes. See the package
+    docstring for what each estimator means. Per image and later channel, the top
+    ``top_inputs`` earlier channels (Summit's k = 5) with influence above ``min_influence`` add 1
+    to I[label][j][i]. ``stride`` subsamples the conv's output positions (conv estimator);
+    ``fold_bn`` folds a BatchNorm after the joining conv into its kernel. ``skip_tokens`` drops
+    leading tokens of (B, T, C) maps (gradient estimator).
+
+    Inception blocks (conv estimator): the pair's counts hold the rows of the 1x1 and pool
+    branches; each 3x3 / 5x5 branch adds the pairs (earlier, bottleneck) and (bottleneck,
+    later), the bottleneck being the branch's first ``BasicConv2d`` (e.g.
+    ``"inception3b.branch2.0"``), which the attribution graph turns into Summit's bottleneck
+    edges. ``config["bottlenecks"]`` lists them.
+
+    ``memory_budget`` (bytes, or text such as ``"2GB"``, ``"512MB"``) bounds the pass's working
+    memory on CPU and GPU alike: the user's batches are split into parts and each estimator's
+    work into chunks to stay within it (see ``budget``); the plan chosen is in
+    ``config["chunking"]``. ``crops``: run the gradient estimator on crops where the block's
+    output depends on a small window of its input (checked against dense backward passes in the
+    probe; see ``local``), else densely. ``chunk_elements`` caps the torch back end's
+    grouped-conv chunks below what the budget allows. ``backend`` is ``conv_influence``'s:
+    ``"torch"`` (the grouped conv), ``"numba"`` (a fused CPU kernel, same numbers) or
+    ``"auto"`` (numba on CPU, torch elsewhere). Batches need integer labels; ``num_classes``
+    defaults to the width of the model's logits. Images get ids from ``index_offset`` so
+    passes over disjoint parts of a data set can be merged.
 
     The first batch's first images run once more in a probe pass that plans the work (see
-    ``joins.probe``); then one ``Capture`` block covers the whole pass, so the model is
-    snapshot and put back once, not per batch, and is left exactly as it was. Cost: the conv
-    estimator about one extra grouped conv per pair (goal: at most 3 forward passes in all); the
-    gradient estimator one batched backward pass through the block per later channel, so far
-    more (use it on a GPU for large data).
+    ``plan``); then one ``Capture`` block covers the whole pass, so the model is snapshot and
+    put back once, not per batch, and is left exactly as it was.
     """
     estimators = [estimator] if isinstance(estimator, str) else list(dict.fromkeys(estimator))
     bad = [e for e in estimators if e not in ESTIMATORS]
@@ -70,29 +86,37 @@ def collect_influence(model: nn.Module, data,
         raise ValueError(f"stride must be at least 1, got {stride}")
     if top_inputs < 1:
         raise ValueError(f"top_inputs must be at least 1, got {top_inputs}")
+    budget = parse_budget(memory_budget)
+    if not isinstance(crops, bool):
+        raise TypeError(f"crops must be True or False, got {crops!r}")
     dev = check_device(model, device)
-    choose_backend(backend, dev)  # refuse a bad backend before the pass; each conv input decides
+    backend = choose_backend(backend, dev)  # refuse a bad backend before the pass
     items = image_data(data, batch_size=batch_size, image_key=image_key, label_key=label_key,
                        model=model)
     config = dict(pairs=[list(p) for p in pairs], estimators=estimators,
                   top_inputs=int(top_inputs), min_influence=float(min_influence),
                   stride=int(stride), fold_bn=bool(fold_bn), skip_tokens=int(skip_tokens),
-                  num_classes=num_classes, channels={}, joins={}, n_images=0, image_ranges=[])
+                  num_classes=num_classes, channels={}, joins={}, bottlenecks={}, gradient={},
+                  chunking=None, n_images=0, image_ranges=[])
     batches = items.batches(index_offset=index_offset, device=dev, labels="required",
                             progress=progress, desc="influence")
     first = next(batches)
-    channels, joins, width = probe(model, first.images[:2], pairs, estimators=estimators,
-                                   convs=convs, skip_tokens=skip_tokens, fold_bn=fold_bn)
+    plan = plan_pass(model, first.images, pairs, estimators=estimators, convs=convs,
+                     skip_tokens=skip_tokens, fold_bn=fold_bn, budget=budget,
+                     batch=max(first.images.shape[0], batch_size), crops=crops,
+                     backend=backend)
     if config["num_classes"] is None:
-        if width is None:
+        if plan.num_classes is None:
             raise ValueError("the model's output is not (B, num_classes) logits: pass "
                              "num_classes=...")
-        config["num_classes"] = width
-    config["channels"] = channels
-    config["joins"] = {f"{l}|{e}": {"conv": j.conv, "call": j.call, "bn": j.bn}
-                       for (e, l), j in joins.items()}
+        config["num_classes"] = plan.num_classes
+    config.update(plan.config())
+    config["requested"] = [list(p) for p in plan.requested]
+    config["pairs"] = [list(p) for p in plan.pairs]
+    if progress:
+        tqdm.write(f"influence: {plan.chunking.describe()}")
     stats = InfluenceStats.empty(config, device=dev)
-    runner = _Runner(model, pairs, estimators, joins, stats, chunk_elements, backend)
+    runner = _Runner(model, plan, stats, chunk_elements, backend, progress)
     n = 0
     with runner.capture() as capture:
         for i, batch in enumerate(itertools.chain([first], batches)):
@@ -124,47 +148,68 @@ def _check_pairs(model, pairs) -> list[tuple[str, str]]:
 
 
 class _Runner:
-    """The callbacks of one ``Capture`` block that runs every batch: conv-estimator influence
-    computed from the input of each joining conv (``on_input``); for the gradient estimator, a
-    zero requiring grad added to each earlier layer's output and each later layer's output kept
-    (``on_output``); the forward pass stops (``StopForward``) once all is collected."""
+    """The callbacks of one ``Capture`` block that runs every part of every batch:
+    conv-estimator influence computed from the input of each joining conv (``on_input``); for
+    the gradient estimator, each earlier layer's output kept (with a zero requiring grad added
+    for the dense estimator) and each later layer's output (dense) or its channels' argmax
+    positions (on crops) (``on_output``); the forward pass stops (``StopForward``) once all is
+    collected, then the gradient estimators run."""
 
-    def __init__(self, model: nn.Module, pairs, estimators, joins: dict[tuple, Join],
-                 stats: InfluenceStats, chunk_elements, backend):
-        self.model, self.stats, self.config = model, stats, stats.config
-        self.chunk, self.backend = chunk_elements, backend
-        self.grad_pairs = pairs if "gradient" in estimators else []
-        self.grad_earlier = {e for e, _ in self.grad_pairs}
-        self.grad_later = {l for _, l in self.grad_pairs}
-        self.by_conv = defaultdict(list)  # "conv path#call" -> [(join, reducer)]
-        if "conv" in estimators:
-            for (e, l), join in joins.items():
-                self.by_conv[join.name].append((join, stats.reducer(e, l, "conv")))
+    def __init__(self, model: nn.Module, plan: PassPlan, stats: InfluenceStats,
+                 chunk_elements, backend, progress):
+        self.model, self.plan, self.stats, self.config = model, plan, stats, stats.config
+        self.chunking, self.backend, self.progress = plan.chunking, backend, progress
+        self.chunk = min(chunk_elements or plan.chunking.conv_elements,
+                         plan.chunking.conv_elements)
+        self.dense, self.local = list(plan.dense), dict(plan.local)
+        self.dense_earlier = {e for e, _ in self.dense}
+        self.dense_later = {l for _, l in self.dense}
+        self.local_earlier = {e for e, _ in self.local}
+        self.local_later = {l for _, l in self.local}
+        self.by_conv = defaultdict(list)  # "conv path#call" -> [(branch, reducer)]
+        if "conv" in stats.estimators:
+            for (e, l), join in plan.joins.items():
+                for branch in join.branches:
+                    self.by_conv[branch.name].append((branch, stats.reducer(e, l, "conv")))
         named = dict(model.named_modules())
         self.convs = {name: named[entries[0][0].conv] for name, entries in self.by_conv.items()}
-        self.events = len(self.grad_earlier | self.grad_later) + len(self.by_conv)
+        self.layers = sorted(self.dense_earlier | self.dense_later | self.local_earlier
+                             | self.local_later)
+        self.events = len(self.layers) + len(self.by_conv)
 
     def capture(self) -> Capture:
         """The block for the whole pass: eval mode, parameters frozen, put back on exit."""
-        return Capture(self.model, sorted(self.grad_earlier | self.grad_later),
-                       on_output=self._on_layer, inputs=sorted(self.by_conv),
-                       on_input=self._on_conv_input, detach=False, freeze=True)
+        return Capture(self.model, self.layers, on_output=self._on_layer,
+                       inputs=sorted(self.by_conv), on_input=self._on_conv_input, detach=False,
+                       freeze=True)
 
     def run(self, capture: Capture, x: torch.Tensor, y: torch.Tensor) -> None:
-        """One forward pass over a batch (stopped once all is collected), then the gradient
-        estimator's backward passes."""
-        self.labels, self.values, self.deltas, self.later = y, {}, {}, {}
+        """A batch in parts of ``chunking.images`` images: for each, one forward pass (stopped
+        once all is collected), then the gradient estimators."""
+        step = self.chunking.images
+        parts = range(0, x.shape[0], step)
+        bar = tqdm(parts, desc="influence (parts of a batch)", leave=False,
+                   disable=not self.progress or len(parts) < 2)
+        for b0 in bar:
+            self._run_part(capture, x[b0:b0 + step], y[b0:b0 + step])
+
+    def _run_part(self, capture, x, y):
+        self.labels, self.values, self.deltas, self.later, self.positions = y, {}, {}, {}, {}
         self.remaining = self.events
-        grad = torch.enable_grad() if self.grad_pairs else torch.no_grad()
+        grad = torch.enable_grad() if self.dense else torch.no_grad()
         try:
             with grad:
                 capture.forward(x)
             if self.remaining:
                 raise LayerError("a joining convolution did not run during the forward pass")
-            if self.grad_pairs:
-                self._gradient()
+            for reducer in self.stats.reducers.values():
+                reducer.count_images(y)
+            if self.dense:
+                self._dense()
+            if self.local:
+                self._local()
         finally:
-            self.values = self.deltas = self.later = None
+            self.values = self.deltas = self.later = self.positions = None
 
     def _done(self):
         self.remaining -= 1
@@ -173,42 +218,67 @@ class _Runner:
 
     def _on_layer(self, name, out):
         new = None
-        if name in self.grad_later:
+        if name in self.local_later:
+            self.positions[name] = _argmax_positions(out)
+        if name in self.dense_later:
             self.later[name] = out
-        if name in self.grad_earlier:
+        if name in self.dense_earlier:
             self.values[name] = out.detach()
             self.deltas[name] = torch.zeros_like(out, requires_grad=True)
             new = out + self.deltas[name]
-        elif name in self.grad_later and self.remaining > 1:
+        elif name in self.local_earlier:
+            self.values[name] = out.detach().clone()  # later in-place ops must not change it
+        elif name in self.dense_later and self.remaining > 1:
             new = out.clone()  # later in-place ops must not change the kept output
         self._done()
         return new
 
     def _on_conv_input(self, name, args):
         module = self.convs[name]
+        stride = self.config["stride"]
         with torch.no_grad():
             inp = args[0].detach()
-            infl = None
-            for join, reducer in self.by_conv[name]:
-                if infl is None:
-                    infl = conv_influence(
-                        inp, module.weight.detach(),
-                        stride=(module.stride[0] * self.config["stride"],
-                                module.stride[1] * self.config["stride"]),
-                        padding=module.padding, dilation=module.dilation, scale=join.scale,
-                        padding_mode=module.padding_mode, chunk_elements=self.chunk,
-                        backend=self.backend)
-                reducer.update(infl, self.labels)
+            step = self.chunking.conv_images.get(name, inp.shape[0])
+            for b0 in range(0, inp.shape[0], step):
+                infl = None
+                for branch, reducer in self.by_conv[name]:
+                    if infl is None:
+                        infl = conv_influence(
+                            inp[b0:b0 + step], module.weight.detach(),
+                            stride=(module.stride[0] * stride, module.stride[1] * stride),
+                            padding=module.padding, dilation=module.dilation,
+                            groups=module.groups, scale=branch.scale,
+                            padding_mode=module.padding_mode, chunk_elements=self.chunk,
+                            backend=self.backend)
+                    reducer.add_rows(infl, self.labels[b0:b0 + step], branch.rows[0])
         self._done()
 
-    def _gradient(self):
+    def _dense(self):
         by_later = defaultdict(list)
-        for e, l in self.grad_pairs:
+        for e, l in self.dense:
             by_later[l].append(e)
         for l, earlier in by_later.items():
             infl = _gradient_influences(self.later[l], [self.values[e] for e in earlier],
                                         [self.deltas[e] for e in earlier],
                                         skip_tokens=self.config["skip_tokens"],
-                                        chunk_elements=self.chunk, retain_graph=True)
+                                        rows=self.chunking.dense_rows[l], retain_graph=True)
             for e, inf in zip(earlier, infl):
-                self.stats.reducer(e, l, "gradient").update(inf, self.labels)
+                self.stats.reducer(e, l, "gradient").add_rows(inf, self.labels)
+
+    def _local(self):
+        for (e, l), (segment, window) in self.local.items():
+            x, pos = self.values[e], self.positions[l]  # (B, C_l, 2) rows and columns
+            b, c_later = pos.shape[:2]
+            image = torch.arange(b, device=x.device).repeat_interleave(c_later)
+            channel = torch.arange(c_later, device=x.device).repeat(b)
+            infl = local_influence(segment, x, window, image, channel, pos.reshape(-1, 2),
+                                   rows=self.chunking.local_rows[f"{l}|{e}"])
+            self.stats.reducer(e, l, "gradient").add_rows(infl.view(b, c_later, -1),
+                                                          self.labels)
+
+
+def _argmax_positions(out: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 2): the row and column of each channel's spatial maximum."""
+    width = out.shape[3]
+    flat = as_channels(out.detach()).argmax(2)
+    return torch.stack([flat // width, flat % width], 2)
