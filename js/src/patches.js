@@ -1,4 +1,5 @@
-// Example patches from sprite sheets: one neuron per row of k patches, sheet_rows neurons a sheet.
+// Example patches from sprite sheets: one neuron per row of k patches, sheet_rows neurons a sheet;
+// feature visualisations from theirs, one image a row.
 import { array, bytes, h, formatValue } from "./util.js";
 
 // Shared by every view on the page (modules may be loaded once per widget): keyed by the
@@ -26,6 +27,14 @@ export function sheets(data) {
     heat: blobUrls(data.get("heat_sheets"), type),
     values: array(data.get("patch_values"), "float32"),  // (neurons, k)
   };
+}
+
+/** Sprite sheets of any model from their parts (k images of size px a row, `rows` rows a
+ * sheet, the encoded sheets `list` of `format` "webp" or "png"), for patch() and grid(). */
+export function sheetSet({ k, size, rows, format, list }) {
+  if (!k || !size) return null;
+  const type = format === "png" ? "image/png" : "image/webp";
+  return { k, size, rows, urls: blobUrls(list, type), heat: [], values: new Float32Array(0) };
 }
 
 /** One patch as a div with the sheet as its background, scaled to px pixels. */
@@ -82,4 +91,32 @@ export function labelled(s, neuron, rank, px, heat) {
   return h("figure", { class: "nc-fig" },
     patch(s, neuron, rank, px, { heat }),
     h("figcaption", { text: formatValue(value(s, neuron, rank)) }));
+}
+
+/** The feature visualisations of an AtlasData model, or null when it has none: their sprite
+ * sheets (one image a row), the row of each key (a neuron, class or graph node id), their
+ * labels and the method that made them. */
+export function visuals(data) {
+  const keys = data.get("fv_keys") || [];
+  const s = sheetSet({ k: 1, size: data.get("fv_size"), rows: data.get("fv_rows"), format: data.get("fv_format"), list: data.get("fv_sheets") });
+  if (!keys.length || !s) return null;
+  return { sheets: s, rows: new Map(keys.map((key, i) => [key, i])), labels: data.get("fv_labels") || [], method: data.get("fv_method") || "" };
+}
+
+/** The feature visualisation of `key` at px pixels, or null when `v` has none of it. */
+export function visual(v, key, px) {
+  const row = v ? v.rows.get(key) : undefined;
+  if (row === undefined) return null;
+  const el = patch(v.sheets, row, 0, px);
+  el.classList.add("nc-fv");
+  delete el.dataset.neuron; delete el.dataset.rank;  // its row in the sheets is no neuron
+  el.dataset.fv = key;
+  el.title = `feature visualisation of ${v.labels[row] || key}${v.method ? ` (${v.method})` : ""}`;
+  return el;
+}
+
+/** The feature visualisation of `key` captioned "feature vis.", or null. */
+export function visualFigure(v, key, px) {
+  const el = visual(v, key, px);
+  return el && h("figure", { class: "nc-fig nc-fv-fig" }, el, h("figcaption", { text: "feature vis." }));
 }

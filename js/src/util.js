@@ -49,6 +49,26 @@ export function select(options, value, onChange, title) {
   return el;
 }
 
+/** Set a trait of a view's model and send it to the kernel. */
+export function setTrait(model, name, value) {
+  model.set(name, value);
+  model.save_changes();
+}
+
+/** A row of buttons that sets the trait `name` to one of `options` ([value, label, title]
+ * each); the button of the trait's value is on (`aria-pressed`), each carries `data-<key>`. */
+export function segmented(model, name, options, key, { cls = "", title } = {}) {
+  const seg = h("span", { class: `nc-seg ${cls}`.trim(), title });
+  for (const [value, label, tip] of options) {
+    const on = model.get(name) === value;
+    seg.appendChild(h("button", {
+      class: `nc-btn${on ? " nc-on" : ""}`, text: label, title: tip, dataset: { [key]: value },
+      attrs: { "aria-pressed": on }, on: { click: () => setTrait(model, name, value) },
+    }));
+  }
+  return seg;
+}
+
 // ---- binary traits -------------------------------------------------------------------------
 // An array trait arrives as {dtype, shape, buffer}: the buffer holds the array's bytes in C order,
 // little-endian (notebookcarto/views/traits.py); null when the trait is None.
@@ -138,30 +158,30 @@ export function neuronIndex(data) {
 }
 
 // ---- colours -------------------------------------------------------------------------------
-export const CATEGORICAL = [
-  "#4c6ef5", "#f76707", "#37b24d", "#e03131", "#7048e8", "#a0522d", "#d6336c", "#868e96",
-  "#94d82d", "#15aabf", "#1c7ed6", "#ffa94d", "#69db7c", "#ff8787", "#b197fc", "#c8a27c",
-  "#faa2c1", "#ced4da", "#d8f5a2", "#99e9f2",
-];
-export const NONE_COLOR = "#cfd4da";
-
+// (the palettes are in palettes.js)
 function hex(c) { return [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)); }
 function toHex(rgb) { return "#" + rgb.map((v) => Math.round(v).toString(16).padStart(2, "0")).join(""); }
 export function mix(a, b, t) { const x = hex(a), y = hex(b); return toHex(x.map((v, i) => v + (y[i] - v) * t)); }
 
-/** n colours along a multi-stop ramp. */
+/** n colours along a multi-stop ramp ("#rrggbb" stops). */
 export function ramp(stops, n) {
   const out = [];
   for (let i = 0; i < n; i++) {
     const t = n === 1 ? 1 : i / (n - 1);
     const pos = t * (stops.length - 1);
     const j = Math.min(Math.floor(pos), stops.length - 2);
-    out.push(mix(stops[j], stops[j + 1], pos - j));
+    out.push(stops.length === 1 ? stops[0] : mix(stops[j], stops[j + 1], pos - j));
   }
   return out;
 }
-export const DEPTH_STOPS = ["#74c0fc", "#4c6ef5", "#7048e8", "#ae3ec9", "#e8590c"];
-export const HEAT_STOPS = ["#e9ecef", "#ffd8a8", "#ff922b", "#e8590c", "#c92a2a"];
+
+// ---- numbers -------------------------------------------------------------------------------
+/** A count as an integer ("1,204"); a count that is not whole (a mean) with one decimal. */
+export function formatCount(v) {
+  if (v === undefined || v === null || Number.isNaN(v)) return "–";
+  const whole = Math.abs(v - Math.round(v)) < 1e-9;
+  return whole ? Math.round(v).toLocaleString("en-US") : v.toLocaleString("en-US", { maximumFractionDigits: 1, minimumFractionDigits: 1 });
+}
 
 export function formatValue(v) {
   if (v === undefined || v === null || Number.isNaN(v)) return "–";
@@ -242,4 +262,12 @@ export function fillNotes(el, texts) {
 
 export function message(text) {
   return h("div", { class: "nc-message", text });
+}
+
+/** Scroll `container` (not the page) so that its descendant `el` is in view. */
+export function scrollWithin(container, el) {
+  if (!container || !el) return;
+  const box = container.getBoundingClientRect(), item = el.getBoundingClientRect();
+  if (item.top < box.top) container.scrollTop -= box.top - item.top;
+  else if (item.bottom > box.bottom) container.scrollTop += item.bottom - box.bottom;
 }

@@ -1,11 +1,14 @@
 // anywidget entry: one module for every notebookcarto view; the `_view` trait picks the view.
 import css from "./widget.css";
 import { injectCss } from "./util.js";
+import { followTheme } from "./theme.js";
 import { renderScatter } from "./scatter/index.js";
 import { renderGraph } from "./graph/index.js";
 import { renderGallery } from "./gallery/index.js";
 import { renderSidebar } from "./sidebar/index.js";
 import { renderExplorer } from "./explorer/index.js";
+import { renderDissection } from "./dissection/index.js";
+import { renderTimeline } from "./timeline/index.js";
 
 const VIEWS = {
   scatter: renderScatter,
@@ -13,6 +16,8 @@ const VIEWS = {
   gallery: renderGallery,
   sidebar: renderSidebar,
   explorer: renderExplorer,
+  dissection: renderDissection,
+  timeline: renderTimeline,
 };
 
 async function render({ model, el, host, signal }) {
@@ -31,6 +36,7 @@ async function render({ model, el, host, signal }) {
   const stop = () => controller.abort();
   signal?.addEventListener("abort", stop);
   el.classList.add("notebookcarto");
+  followTheme(el, () => {}, controller.signal);  // data-theme: the colours widget.css derives
   try {
     await view({ model, el, host, signal: controller.signal });
   } catch (err) {

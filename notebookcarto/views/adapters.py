@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from ..atlas import Atlas
 
 __all__ = ["GRAPHS", "class_layouts", "class_similarity", "cluster_labels", "concept_labels",
-           "embedding_layout", "graphs", "neighbours", "note", "patches", "result"]
+           "confusion", "dissection_masks", "dissection_summary", "dissection_units",
+           "embedding_layout", "feature_visualizations", "graph_json", "graphs", "influence_pair",
+           "neighbours", "note", "patches", "require", "result"]
 
 # graph kinds the graph view shows, and the results that hold them
 GRAPHS = {"attribution": "attribution_graphs", "cluster": "cluster_graphs"}
@@ -31,6 +33,14 @@ def note(name: str) -> str:
 def result(atlas: "Atlas", name: str):
     """The attached result of section ``name``, or None."""
     return atlas.get(name) if atlas.has(name) else None
+
+
+def require(atlas: "Atlas", name: str):
+    """The attached result of section ``name``; a ``KeyError`` that says which call makes it."""
+    found = result(atlas, name)
+    if found is None:
+        raise KeyError(note(name))
+    return found
 
 
 def patches(atlas: "Atlas"):
@@ -97,14 +107,145 @@ def class_similarity(atlas: "Atlas") -> np.ndarray | None:
     return None if embedding is None else np.asarray(embedding.similarity, np.float32)
 
 
+def _number(v, default=0.0) -> float:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return default
+    return v if np.isfinite(v) else default
+
+
+def graph_json(graph: dict) -> dict:
+    """The documented fields of a class graph (docs/atlas-sections.md) as plain JSON. ``shown``
+    is true where missing (graphs saved before it existed show everything); ``x_all`` is kept
+    where the analysis laid out all nodes."""
+    nodes = []
+    for node in graph.get("nodes", []):
+        item = {"id": str(node["id"]), "layer": str(node.get("layer", "")),
+                "count": _number(node.get("count")), "pagerank": _number(node.get("pagerank")),
+                "members": [str(m) for m in node.get("members", [node["id"]])],
+                "top_inputs": [str(m) for m in node.get("top_inputs", [])],
+                "shown": bool(node.get("shown", True))}
+        if "x" in node and "y" in node:
+            item["x"], item["y"] = _number(node["x"]), _number(node["y"])
+        if "x_all" in node:
+            item["x_all"] = _number(node["x_all"])
+        nodes.append(item)
+    edges = []
+    for e in graph.get("edges", []):
+        edge = {"source": str(e["source"]), "target": str(e["target"]),
+                "weight": _number(e.get("weight"), 1.0), "shown": bool(e.get("shown", True))}
+        if "kind" in e:  # cluster graphs: "influence" or "coactivation"
+            edge["kind"] = str(e["kind"])
+        edges.append(edge)
+    return {"class": str(graph.get("class", "")),
+            "layers": [str(x) for x in graph.get("layers", [])], "nodes": nodes, "edges": edges}
+
+
 def graphs(atlas: "Atlas") -> tuple[dict, list[str]]:
-    """({kind: {class name: graph JSON}} of the graph results there are, notes for the kinds
-    missing)."""
+    """({kind: {class name: graph JSON (``graph_json``)}} of the graph results there are, notes
+    for the kinds missing)."""
     found, notes = {}, []
     for kind, name in GRAPHS.items():
         graph = result(atlas, name)
         if graph is not None and graph.graphs:
-            found[kind] = graph.graphs
+            found[kind] = {str(c): graph_json(g) for c, g in graph.graphs.items()}
         else:
             notes.append(note(name))
     return found, notes
+
+
+def feature_visualizations(atlas: "Atlas"):
+    """The feature visualisations as (keys, labels, images uint8 (targets, H, W, 3), method),
+    or None without them. Keys are the ids of neurons and graph nodes (``"layer:channel"``,
+    ``"class:<k>"``, ``"cluster:<n>"`` or ``"cluster:<n>@<layer>"``)."""
+    found = result(atlas, "feature_visualizations")
+    if found is None or not len(found.targets):
+        return None
+    return ([str(k) for k in found.targets], [str(v) for v in found.labels],
+            np.asarray(found.images, np.uint8), str(found.method))
+
+
+# ---- dissection ------------------------------------------------------------------------------
+
+def dissection_units(atlas: "Atlas") -> dict | None:
+    """Network Dissection's label of every neuron, or None without a dissection: ``concept``
+    and ``category`` (int32 indices into ``concepts`` / ``categories``, -1 where the unit
+    overlaps no concept or its layer was not dissected), ``iou`` (float32, NaN where not
+    dissected), ``detector`` (uint8, IoU above the threshold), ``threshold`` and ``layers``
+    (the dissected ones)."""
+    dissection = result(atlas, "dissection")
+    if dissection is None:
+        return None
+    units = dissection.units()
+    n = len(atlas.neuron_ids)
+    rows = atlas.neuron_index(list(units.index))
+    concepts, categories = list(dissection.concepts), list(dissection.categories)
+    lookup = {name: i for i, name in enumerate(concepts)}
+    groups = {name: i for i, name in enumerate(categories)}
+    concept = np.full(n, -1, np.int32)
+    category = np.full(n, -1, np.int32)
+    iou = np.full(n, np.nan, np.float32)
+    detector = np.zeros(n, np.uint8)
+    concept[rows] = [lookup.get(c, -1) for c in units["concept"]]
+    category[rows] = [groups.get(c, -1) for c in units["category"]]
+    iou[rows] = units["iou"].to_numpy(np.float32)
+    detector[rows] = units["detector"].to_numpy(np.uint8)
+    return {"concept": concept, "category": category, "iou": iou, "detector": detector,
+            "concepts": [str(c) for c in concepts], "categories": [str(c) for c in categories],
+            "threshold": float(dissection.iou_threshold), "layers": list(dissection.layers)}
+
+
+def dissection_summary(atlas: "Atlas") -> list[dict] | None:
+    """The dissection's summary, one JSON-ready row per layer (units, detectors,
+    unique_concepts, and per category ``<category>_detectors`` / ``<category>_unique``), or
+    None without a dissection."""
+    dissection = result(atlas, "dissection")
+    if dissection is None:
+        return None
+    table = dissection.summary()
+    return [{"layer": str(layer), **{str(k): int(v) for k, v in row.items()}}
+            for layer, row in table.iterrows()]
+
+
+def dissection_masks(atlas: "Atlas"):
+    """The dissection gallery as (overlays (units, n, H, W, 3) uint8, image ids (units, n)
+    int64 with -1 for none, neuron indices (units,)) of the units it holds, or None."""
+    gallery = result(atlas, "dissection_gallery")
+    if gallery is None:
+        return None
+    images, ids, neurons = [], [], []
+    offsets = atlas.layer_offsets
+    for layer in gallery.layers:
+        if layer not in offsets:
+            continue
+        block = np.asarray(gallery.images[layer], np.uint8)
+        images.append(block)
+        ids.append(np.asarray(gallery.image_ids[layer], np.int64))
+        neurons.append(offsets[layer] + np.arange(len(block)))
+    if not images:
+        return None
+    return np.concatenate(images), np.concatenate(ids), np.concatenate(neurons)
+
+
+# ---- statistics for figures --------------------------------------------------------------------
+
+def influence_pair(atlas: "Atlas", layer: str) -> tuple[str, np.ndarray]:
+    """(the layer feeding ``layer``, Summit's I for that pair: (classes, C_layer, C_earlier)).
+    ``KeyError`` without influence counts or without a pair that ends at ``layer``."""
+    influence = require(atlas, "influence")
+    earlier = [e for e, later in influence.pairs if later == layer]
+    if not earlier:
+        ends = sorted({later for _, later in influence.pairs})
+        raise KeyError(f"no influence counts end at layer {layer!r}: they end at {ends}")
+    return earlier[0], np.asarray(influence.of(earlier[0], layer))
+
+
+def confusion(atlas: "Atlas") -> np.ndarray:
+    """(classes, classes) int64 confusion counts (rows true, columns predicted); ``ValueError``
+    when the pass recorded no accuracy (no labels or no logits)."""
+    accuracy = atlas.stats.accuracy
+    if accuracy is None:
+        raise ValueError("this atlas has no confusion matrix: build it from a loader with labels "
+                         "and a model whose output holds class logits")
+    return accuracy.confusion.detach().cpu().numpy().astype(np.int64)

@@ -1,4 +1,5 @@
-"""Atlas-wide data the views share: layers, classes, example patches, clusters, concepts.
+"""Atlas-wide data the views share: layers, classes, example patches, clusters, concepts,
+feature visualisations.
 
 Large arrays travel as binary array traits (``traits.Array``: dtype, shape and the bytes) and
 patches as WebP (or PNG) sprite sheets, never as JSON lists. One ``AtlasData`` model serves all
@@ -21,7 +22,8 @@ from .traits import Array, Option
 if TYPE_CHECKING:
     from ..atlas import Atlas
 
-__all__ = ["AtlasData", "heat_colours", "relevance_csr", "sprite_sheets"]
+__all__ = ["AtlasData", "heat_colours", "relevance_csr", "sprite_sheets", "square_tiles",
+           "usable_format"]
 
 
 def _image_bytes(image: np.ndarray, fmt: str, quality: int) -> bytes:
@@ -36,7 +38,8 @@ def _image_bytes(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def _image_format(fmt: str) -> str:
+def usable_format(fmt: str) -> str:
+    """``fmt`` ('webp' or 'png'), or 'png' where Pillow cannot write WebP."""
     if fmt not in ("webp", "png"):
         raise ValueError(f"image_format must be 'webp' or 'png', got {fmt!r}")
     if fmt == "webp":
@@ -74,6 +77,17 @@ def sprite_sheets(patches: np.ndarray, rows: int, fmt: str = "webp", quality: in
             block.shape[0] * s, k * s, block.shape[-1])
         sheets.append(_image_bytes(image, fmt, quality))
     return sheets
+
+
+def square_tiles(images: np.ndarray) -> np.ndarray:
+    """(n, H, W, 3) images -> (n, 1, S, S, 3) with S = max(H, W), centred on black (the layout
+    ``sprite_sheets`` takes, one image a row)."""
+    n, h, w = images.shape[:3]
+    size = max(h, w)
+    out = np.zeros((n, 1, size, size, 3), np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2
+    out[:, 0, top:top + h, left:left + w] = images
+    return out
 
 
 def relevance_csr(atlas: "Atlas", max_per_layer: int | None = None):
@@ -133,12 +147,22 @@ class AtlasData(anywidget.AnyWidget):
     concept = Array("int32", ndim=1).tag(sync=True)
     concept_names = t.List(t.Unicode()).tag(sync=True)
     concept_source = t.Unicode("").tag(sync=True)
+    iou = Array("float32", ndim=1).tag(sync=True)  # the dissection's best IoU, NaN: none
     neighbors = Array("uint32", ndim=2).tag(sync=True)  # (neurons, n_neighbors)
     n_neighbors = t.Int(0).tag(sync=True)
     # Summit's A per class, scaled per layer, as CSR
     rel_indptr = Array("uint32", ndim=1).tag(sync=True)
     rel_index = Array("uint32", ndim=1).tag(sync=True)
     rel_value = Array("float32", ndim=1).tag(sync=True)
+    # feature visualisations: fv_rows images a sprite sheet, one a row, in the order of fv_keys
+    # (the ids of neurons, classes and graph nodes: "layer:channel", "class:<k>", "cluster:<n>")
+    fv_keys = t.List(t.Unicode()).tag(sync=True)
+    fv_labels = t.List(t.Unicode()).tag(sync=True)
+    fv_method = t.Unicode("").tag(sync=True)
+    fv_size = t.Int(0).tag(sync=True)
+    fv_format = Option(("webp", "png"), default_value="webp").tag(sync=True)
+    fv_rows = t.Int(0).tag(sync=True)
+    fv_sheets = t.List(t.Bytes()).tag(sync=True)
 
     @classmethod
     def from_atlas(cls, atlas: "Atlas", *, image_format: str = "webp", quality: int = 88,
@@ -149,8 +173,9 @@ class AtlasData(anywidget.AnyWidget):
         neuron embedding, the ``n_neighbors`` nearest neighbours (cosine) of each neuron are
         precomputed for atlases of up to ``neighbor_limit`` neurons (larger ones use the 2-D
         projection in the browser); ``relevance_per_layer`` caps the class relevance kept per
-        class and layer."""
-        fmt = _image_format(image_format)
+        class and layer. Feature visualisations, when attached, travel as sprite sheets of
+        the same format."""
+        fmt = usable_format(image_format)
         sizes = [layer.channels for layer in atlas.stats.layers.values()]
         notes = {}
         state = dict(layers=atlas.layers, layer_sizes=sizes,
@@ -175,11 +200,22 @@ class AtlasData(anywidget.AnyWidget):
         labels, names, source = adapters.concept_labels(atlas)
         if labels is not None:
             state.update(concept=labels, concept_names=names, concept_source=source)
-        if not atlas.has("dissection"):
+        units = adapters.dissection_units(atlas)
+        if units is not None:
+            state["iou"] = units["iou"]
+        else:
             notes["dissection"] = adapters.note("dissection")
         near = adapters.neighbours(atlas, n_neighbors, neighbor_limit)
         if near is not None:
             state.update(neighbors=near, n_neighbors=near.shape[1])
+        visuals = adapters.feature_visualizations(atlas)
+        if visuals is not None:
+            keys, labels, images, method = visuals
+            tiles = square_tiles(images)
+            rows = max(1, min(sheet_rows, 16000 // tiles.shape[2]))
+            state.update(fv_keys=keys, fv_labels=labels, fv_method=method,
+                         fv_size=tiles.shape[2], fv_format=fmt, fv_rows=rows,
+                         fv_sheets=sprite_sheets(tiles, rows, fmt, quality))
         if atlas.stats.num_classes:
             indptr, index, value = relevance_csr(atlas, relevance_per_layer)
             state.update(rel_indptr=indptr, rel_index=index, rel_value=value)

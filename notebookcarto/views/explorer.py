@@ -9,6 +9,7 @@ import traitlets as t
 from .base import View
 from .charts import selection_chart
 from .data import AtlasData
+from .dissection import DissectionPanel
 from .export import close_widgets, save_html
 from .gallery import PatchGallery
 from .graph import AttributionGraph
@@ -20,12 +21,17 @@ __all__ = ["Explorer", "show", "to_html"]
 
 
 class Explorer(View):
-    """The class sidebar, projection scatter, attribution graph, patch gallery and Plotly charts
-    of an Atlas side by side, all sharing one ``SelectionModel`` (``explorer.state``): selecting
-    or hovering in any of them shows in all. ``explorer.selection`` reads the selected neurons
-    (ids with ``.frame``, a DataFrame) and sets them; ``explorer.selected_class`` likewise for
-    the class. The parts are ``explorer.scatter``, ``.graph``, ``.gallery``, ``.sidebar`` and
-    ``.chart``; keyword dicts ``scatter=``, ``graph=``, ... pass options to them.
+    """The class sidebar, projection scatter, attribution graph, patch gallery, Plotly chart
+    and (with a dissection) the dissection panel of an Atlas, all sharing one
+    ``SelectionModel`` (``explorer.state``): selecting or hovering in any of them shows in all.
+    ``explorer.selection`` reads the selected neurons (ids with ``.frame``, a DataFrame, and
+    ``.to_csv()``) and sets them; ``explorer.selected_class`` likewise for the class. The parts
+    are ``explorer.scatter``, ``.graph``, ``.gallery``, ``.sidebar``, ``.chart`` and
+    ``.dissection``; keyword dicts ``scatter=``, ``graph=``, ... pass options to them.
+
+    The front end lays the parts out by the width of the Explorer's own container (three
+    columns, two, or one below about 760 px) and follows the JupyterLab theme (or, in an
+    exported page, the system's light or dark setting).
     """
 
     _view = t.Unicode("explorer").tag(sync=True)
@@ -35,21 +41,25 @@ class Explorer(View):
     gallery = anywidget.WidgetTrait().tag(sync=True)
     sidebar = anywidget.WidgetTrait().tag(sync=True)
     chart = anywidget.WidgetTrait().tag(sync=True)
+    dissection = anywidget.WidgetTrait().tag(sync=True)
 
     def __init__(self, atlas, *, title: str | None = None, charts: bool = True,
                  scatter: dict | None = None, graph: dict | None = None,
                  gallery: dict | None = None, sidebar: dict | None = None,
-                 data: AtlasData | None = None, state: SelectionModel | None = None):
+                 dissection: dict | None = None, data: AtlasData | None = None,
+                 state: SelectionModel | None = None):
         state = state or SelectionModel(cls=0 if atlas.stats.num_classes else -1)
         data = data or AtlasData.from_atlas(atlas)
         shared = dict(state=state, data=data)
         parts = dict(
-            scatter=ProjectionScatter(atlas, **{"height": 460, **(scatter or {})}, **shared),
-            graph=AttributionGraph(atlas, **{"height": 460, **(graph or {})}, **shared),
+            scatter=ProjectionScatter(atlas, **{"height": 500, **(scatter or {})}, **shared),
+            graph=AttributionGraph(atlas, **{"height": 500, **(graph or {})}, **shared),
             gallery=PatchGallery(atlas, **{"height": 300, **(gallery or {})}, **shared),
-            sidebar=ClassSidebar(atlas, **{"height": 460, **(sidebar or {})}, **shared))
+            sidebar=ClassSidebar(atlas, **{"height": 500, **(sidebar or {})}, **shared))
         if charts:
             parts["chart"] = selection_chart(atlas, state)
+        if atlas.has("dissection"):
+            parts["dissection"] = DissectionPanel(atlas, **(dissection or {}), **shared)
         if title is None:
             info = atlas.model_info.get("class", "model")
             title = f"{info}: {len(atlas.layers)} layers, {len(atlas.neuron_ids)} neurons"

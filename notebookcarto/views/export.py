@@ -23,6 +23,7 @@ import struct
 
 import anywidget
 
+from .. import files
 from ._common import HOST
 
 __all__ = ["CSP", "MAGIC", "close_widgets", "payload", "render_html", "save_html", "split_buffers",
@@ -39,11 +40,16 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
 <title>{title}</title>
 <style>
 body {{ margin: 0; padding: 16px; background: #f6f7f9; color: #1f2933;
        font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
 #nc-status {{ color: #52606d; padding: 8px 0; }}
+@media (prefers-color-scheme: dark) {{
+  body {{ background: #0f1114; color: #e3e7ec; }}
+  #nc-status {{ color: #a0aab5; }}
+}}
 </style>
 </head>
 <body>
@@ -142,13 +148,12 @@ def render_html(root, *, title: str = "notebookcarto", compress: bool = True) ->
 
 def save_html(view, path, *, title: str | None = None, compress: bool = True) -> str:
     """Write ``view`` (any notebookcarto view, e.g. an Explorer) to ``path`` as one offline HTML
-    file; returns the path."""
+    file, atomically (a crash leaves the previous file or the new one, never a fragment);
+    returns the path."""
     if title is None:
         title = getattr(view, "title", "") or "notebookcarto"
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(view, title=title, compress=compress), encoding="utf-8")
-    return str(path)
+    page = render_html(view, title=title, compress=compress)
+    return str(files.write_file(pathlib.Path(path), page))
 
 
 def close_widgets(root) -> None:

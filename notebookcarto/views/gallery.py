@@ -13,7 +13,12 @@ class PatchGallery(View):
     """The example patches of the selected neurons (a cluster's members when a cluster is
     selected; the hovered neuron while nothing is selected), best first, with the activation
     value (the image's spatial maximum) under each patch. ``heatmap`` overlays the neuron's
-    activation map on its patches. At most ``max_neurons`` rows are shown.
+    activation map on its patches. At most ``max_neurons`` rows are shown. With feature
+    visualisations attached, each neuron's (and a selected cluster's) comes first, beside its
+    patches. Its "CSV" button
+    downloads the selection (id, layer, channel, cluster, concept, IoU, relevance for the
+    selected class); in Python ``view.selection.frame`` is the DataFrame, ``.to_csv()`` the
+    CSV.
     """
 
     _view = t.Unicode("gallery").tag(sync=True)

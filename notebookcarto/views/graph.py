@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import traitlets as t
 
 from . import adapters
 from .base import View
-from .traits import Option, OptionError
+from .traits import Option, OptionError, check_options
 
-__all__ = ["GRAPH_KINDS", "AttributionGraph", "check_kind"]
+__all__ = ["GRAPH_KINDS", "TILES", "AttributionGraph", "check_kind"]
 
 GRAPH_KINDS = tuple(adapters.GRAPHS)  # every kind of graph the view can show
+TILES = ("patches", "featvis")  # what node tiles show: example patches, feature visualisations
 
 
 def check_kind(kind: str, kinds: list[str]) -> str:
@@ -24,45 +24,31 @@ def check_kind(kind: str, kinds: list[str]) -> str:
                          f" (graph kinds are {list(GRAPH_KINDS)})"))
 
 
-def _clean_graph(graph: dict) -> dict:
-    """Keep the documented fields of a graph (see docs/atlas-sections.md), as plain JSON."""
-    def number(v, default=0.0):
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return default
-        return v if np.isfinite(v) else default
-
-    nodes = []
-    for node in graph.get("nodes", []):
-        item = {"id": str(node["id"]), "layer": str(node.get("layer", "")),
-                "count": number(node.get("count")), "pagerank": number(node.get("pagerank")),
-                "members": [str(m) for m in node.get("members", [node["id"]])],
-                "top_inputs": [str(m) for m in node.get("top_inputs", [])]}
-        if "x" in node and "y" in node:
-            item["x"], item["y"] = number(node["x"]), number(node["y"])
-        nodes.append(item)
-    edges = []
-    for e in graph.get("edges", []):
-        edge = {"source": str(e["source"]), "target": str(e["target"]),
-                "weight": number(e.get("weight"), 1.0)}
-        if "kind" in e:  # cluster graphs: "influence" or "coactivation"
-            edge["kind"] = str(e["kind"])
-        edges.append(edge)
-    return {"class": str(graph.get("class", "")), "layers": [str(x) for x in graph.get("layers", [])],
-            "nodes": nodes, "edges": edges}
-
-
 class AttributionGraph(View):
     """Summit's graph view and NeuroCartography's cluster graph for the selected class.
 
-    Layers run top (deep) to bottom (shallow); nodes show example patches, sized by count; edge
-    width follows the influence weight. Hover greys out all but the node's neighbourhood and
-    shows its patches (a cluster's members with theirs), animating its edges; click selects the
-    neuron (or the cluster's members) and lists its top-3 inputs; ``min_count`` hides small
-    nodes; the width and height sliders spread the layout; wheel zooms, drag pans, "fit" resets;
-    the class picker searches the class names. ``kind`` switches between the attribution graph
-    and the cluster graph; a note says which analysis makes a graph the atlas lacks.
+    Layers run top (deep) to bottom (shallow); nodes show example patches, sized by count, with
+    their channel (or cluster) and the concept the atlas gives them (the dissection's, when it has
+    one) underneath; edge width follows the influence weight. The graph opens readable: tiles at
+    least 40 px and labels at full size, the deepest layers first ("Fit" shows all of it, "1:1"
+    comes back). Hover greys out all but the node's neighbourhood and shows its patches (a
+    cluster's members with theirs), animating its edges; click selects the neuron (or the
+    cluster's members) and pins a card with its top-3 inputs, until the graph or the selection
+    changes elsewhere; ``min_count`` hides small nodes; the width and height sliders spread the
+    layout; drag pans; the wheel zooms with Ctrl (or ⌘) held or after a click in the graph, and
+    scrolls the notebook otherwise; the class picker searches the class names. ``kind`` switches
+    between the attribution graph and the cluster graph; a note says which analysis makes a
+    graph the atlas lacks.
+
+    With feature visualisations attached (``featvis.visualize``), ``tiles="featvis"`` (the
+    toolbar's "patches" / "feature vis." switch) shows each node's visualisation instead of its
+    patches (nodes without one keep their patches), and the card shows the visualisation beside
+    the patches.
+
+    A graph holds every node and edge its analysis keeps, but by default shows only those its
+    caps mark ``shown`` (``max_nodes`` a layer, ``max_edges`` into a layer), laid out at ``x``;
+    ``show_all=True`` (the toolbar's "all nodes" toggle, which says how many nodes it draws of
+    how many) draws all of them, laid out at ``x_all``.
     """
 
     _view = t.Unicode("graph").tag(sync=True)
@@ -72,19 +58,25 @@ class AttributionGraph(View):
     min_count = t.Float(0).tag(sync=True)
     x_scale = t.Float(1.0).tag(sync=True)
     y_scale = t.Float(1.0).tag(sync=True)
+    tiles = Option(TILES, default_value="patches").tag(sync=True)
+    show_all = t.Bool(False).tag(sync=True)  # every node and edge, not only the shown ones
     notes = t.List(t.Unicode()).tag(sync=True)
 
     def __init__(self, atlas, *, kind: str | None = None, min_count: float = 0,
-                 height: int = 520, state=None, data=None):
-        found, notes = adapters.graphs(atlas)
-        graphs = {kind: {str(c): _clean_graph(g) for c, g in by_class.items()}
-                  for kind, by_class in found.items()}
+                 tiles: str = "patches", show_all: bool = False, height: int = 520,
+                 state=None, data=None):
+        check_options(type(self), tiles=tiles)
+        if tiles == "featvis" and adapters.feature_visualizations(atlas) is None:
+            raise ValueError("tiles='featvis' shows feature visualisations, but "
+                             + adapters.note("feature_visualizations"))
+        graphs, notes = adapters.graphs(atlas)
         kinds = list(graphs)
         if kind is None:
             kind = kinds[0] if kinds else ""
         check_kind(kind, kinds)
         super().__init__(atlas, state=state, data=data, graphs=graphs, kinds=kinds, kind=kind,
-                         min_count=min_count, height=height, notes=notes)
+                         min_count=min_count, tiles=tiles, show_all=show_all, height=height,
+                         notes=notes)
 
     @t.validate("kind")
     def _check_kind(self, proposal):

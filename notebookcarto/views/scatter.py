@@ -33,11 +33,15 @@ def layer_columns(layer_sizes) -> np.ndarray:
 class ProjectionScatter(View):
     """NeuroCartography's projection view: every neuron as a translucent dot in 2-D (WebGL).
 
-    Colour by layer, cluster, concept or class relevance (``color_by``); zoom and pan with the
-    wheel and drag; hover shows the neuron id and a 3x3 grid of its example patches; click
-    selects a neuron and rings its nearest neighbours (listed as cards); lasso (``tool='lasso'``
-    or shift-drag) selects many; ``filter`` shows all neurons, those of the selected class or
-    those of the selected clusters; a slider steps through the embedding's snapshots.
+    Colour by layer, cluster, concept or class relevance (``color_by``), in palettes that stay
+    distinct (and colour-blind safe) for the groups shown, with a legend that folds away; drag
+    pans; the wheel zooms with Ctrl (or ⌘) held or after a click in the view, and scrolls the
+    notebook otherwise; hover shows the neuron id and a 3x3 grid of its example patches; click
+    selects a neuron and rings its nearest neighbours (listed as cards in a panel over the
+    canvas, so no point moves); lasso (``tool='lasso'`` or shift-drag) selects many; the search
+    box finds neurons by id, layer, concept or cluster (``cluster:3``), Enter selects them all;
+    ``filter`` shows all neurons, those of the selected class or those of the selected clusters;
+    a slider steps through the embedding's snapshots.
     With ``mode='classes'`` it shows Summit's class embedding: classes as points, and switching
     ``class_layer`` animates them to that layer's embedding.
 

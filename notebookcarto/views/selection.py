@@ -44,7 +44,9 @@ class SelectionModel(anywidget.AnyWidget):
 
 class NeuronSelection(list):
     """Selected neuron ids (a list of ``"layer:channel"``), with ``.frame`` (their rows of
-    ``atlas.neurons``) and ``.indices`` (positions in ``atlas.neuron_ids``)."""
+    ``atlas.neurons``: layer, channel, statistics and the columns of the attached results,
+    e.g. cluster, concept and IoU), ``.to_csv()`` and ``.indices`` (positions in
+    ``atlas.neuron_ids``)."""
 
     def __init__(self, atlas, indices):
         ids = atlas.neuron_ids
@@ -56,6 +58,11 @@ class NeuronSelection(list):
     def frame(self) -> pd.DataFrame:
         """The selected neurons' rows of ``atlas.neurons``, in selection order."""
         return self._atlas.neurons.loc[list(self)]
+
+    def to_csv(self, path=None, **options):
+        """``frame`` as CSV: written to ``path`` (then None is returned), or returned as text
+        without one; ``options`` go to ``DataFrame.to_csv``."""
+        return self.frame.to_csv(path, **options)
 
     def __repr__(self) -> str:
         return f"NeuronSelection({list.__repr__(self)})"

@@ -8,90 +8,24 @@ run as HTML. Screenshots go to tests/artifacts/ for people to look at.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import ARTIFACTS, TIMEOUT, XSS, fake_results, hostile_atlas, launch
-
-pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import sync_playwright  # noqa: E402
+from helpers import ARTIFACTS, HOSTILE, TIMEOUT, XSS
+from pages import Page, ink
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A small atlas with every section (stand-ins), hostile names, exported to HTML."""
-    from notebookcarto.views import to_html
-
-    names = ["striped circle", XSS, "yellow stars", "checkered square", "red circle",
-             "white circle", "blue circles", "plain cross"]
-    atlas, _, _ = hostile_atlas(class_names=names)  # the first layer's name is hostile too
-    assert atlas.layers[0] == XSS
-    fake_results(atlas, xss=True)
-    path = tmp_path_factory.mktemp("export") / "atlas.html"
-    to_html(atlas, path, title=f"test {XSS}")
-    return atlas, path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-class Page:
-    """An opened export: the page, what it tried to fetch, its errors and dialogs."""
-
-    def __init__(self, browser, path):
-        self.page = browser.new_page(viewport={"width": 1500, "height": 1150})
-        self.page.set_default_timeout(TIMEOUT)
-        self.blocked, self.errors, self.dialogs = [], [], []
-        self.page.on("pageerror", lambda err: self.errors.append(str(err)))
-        self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-
-        def route(request_route):
-            if request_route.request.url.startswith("file://"):
-                request_route.continue_()
-            else:
-                self.blocked.append(request_route.request.url)
-                request_route.abort()
-
-        self.page.route("**/*", route)
-        self.page.goto(path.as_uri())
-        self.page.wait_for_selector("body[data-ready='1']")
-        self.page.wait_for_selector(".nc-scatter[data-drawn]")
-        self.page.wait_for_selector(".nc-graph[data-nodes]")
-
-    def shot(self, name, locator=None):
-        ARTIFACTS.mkdir(exist_ok=True)
-        target = self.page if locator is None else self.page.locator(locator).first
-        kwargs = {"full_page": True} if locator is None else {}
-        return target.screenshot(path=str(ARTIFACTS / f"{name}.png"), **kwargs)
-
-    def selected(self):
-        return self.page.evaluate("document.querySelector('.nc-scatter').ncScatter.selected()")
-
-    def drawn(self):
-        return int(self.page.get_attribute(".nc-scatter", "data-drawn"))
+def exported(hostile_export):
+    return hostile_export
 
 
 @pytest.fixture
 def page(browser, exported):
-    opened = Page(browser, exported[1])
+    opened = Page(browser, exported[1], width=1500, height=1150)
     yield opened
-    opened.page.close()
-
-
-def ink(png: bytes) -> int:
-    """Pixels that are clearly not the white background."""
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return int((pixels.min(axis=2) < 225).sum())
+    opened.close()
 
 
 def index_of(atlas, neuron):
@@ -122,7 +56,7 @@ def test_user_text_is_never_html(page, exported):
     assert page.dialogs == []
     names = p.locator(".nc-class-name").all_text_contents()
     assert XSS in names
-    assert p.title() == f"test {XSS}"
+    assert p.title() == f"test {HOSTILE[1]} {XSS}"
     p.select_option(".nc-scatter select:not(.nc-filter)", "concept")
     p.wait_for_timeout(300)
     assert any(XSS in t for t in p.locator(".nc-legend").all_text_contents())
@@ -139,13 +73,7 @@ def test_user_text_is_never_html(page, exported):
 
 
 def hover_point(page, i):
-    p = page.page
-    pos = p.evaluate(f"document.querySelector('.nc-scatter').ncScatter.position({i})")
-    box = p.locator(".nc-scatter canvas").first.bounding_box()
-    x, y = box["x"] + pos[0], box["y"] + pos[1]
-    p.mouse.move(x - 30, y - 30)
-    p.mouse.move(x, y, steps=4)
-    return x, y
+    return page.hover_point(i)
 
 
 def test_hover_shows_patches(page, exported):
@@ -207,8 +135,8 @@ def test_graph_click_selects_everywhere(page, exported):
     # the Plotly chart follows too (restyled by the page itself, as there is no kernel)
     layer = atlas.layers.index(atlas.parse_neuron(neuron)[0])
     p.wait_for_function(
-        f"(() => {{ const y = document.querySelector('.nc-slot[data-part=chart]').data[1].y;"
-        f" return y[{layer}] === 1 && y.reduce((a, b) => a + b, 0) === 1; }})()")
+        f"(() => {{ const x = document.querySelector('.nc-slot[data-part=chart]').data[1].x;"
+        f" return x[{layer}] === 1 && x.reduce((a, b) => a + b, 0) === 1; }})()")
     page.shot("graph-click")
 
 
@@ -244,10 +172,7 @@ def test_filters(page, exported):
 
 def click_point(page, atlas, i):
     """Select neuron i with a click on its point in the scatter."""
-    p = page.page
-    x, y = hover_point(page, i)
-    p.mouse.click(x, y)
-    p.wait_for_function(f"document.querySelector('.nc-scatter').ncScatter.selected().includes({i})")
+    return page.click_point(i)
 
 
 def test_click_and_lasso_in_scatter(page, exported):
@@ -344,13 +269,15 @@ def test_heatmap_toggle_and_cluster_graph(page, exported):
 
 def test_views_work_alone(browser, exported, tmp_path):
     """Each view also works on its own (its own selection), exported without the Explorer."""
-    from notebookcarto.views import AttributionGraph, ClassSidebar, PatchGallery, ProjectionScatter
+    from notebookcarto.views import (AttributionGraph, ClassSidebar, DissectionPanel, PatchGallery,
+                                     ProjectionScatter)
 
     atlas, _ = exported
     for view, selector in [(ProjectionScatter(atlas), ".nc-scatter[data-drawn]"),
                            (AttributionGraph(atlas, kind="cluster"), ".nc-graph[data-nodes]"),
                            (ClassSidebar(atlas), ".nc-class-row"),
-                           (PatchGallery(atlas), ".nc-gallery .nc-message")]:
+                           (PatchGallery(atlas), ".nc-gallery .nc-message"),
+                           (DissectionPanel(atlas), ".nc-dissection .nc-unit-row")]:
         path = view.save_html(tmp_path / f"{type(view).__name__}.html")
         page = browser.new_page(viewport={"width": 900, "height": 700})
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://")

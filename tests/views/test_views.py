@@ -89,6 +89,11 @@ def test_relevance_and_similarity_match_brute_force(plain):
     with_embedding = Atlas(atlas.stats, class_names=atlas.class_names)
     with_embedding.attach(embed_classes(with_embedding, n_epochs=20))
     sim = ClassSidebar(with_embedding).similarity
+    embedding = with_embedding.get("class_embedding")
+    assert np.allclose(sim, embedding.similarity)  # the sidebar sorts by the result's
+    # which is the cosine of the count vectors (over the layers the result names)
+    layers = getattr(embedding, "similarity_layers", None) or atlas.layers
+    a = np.concatenate([atlas.aggregation(name).to_numpy() for name in layers], axis=1)
     for i in range(a.shape[0]):
         for j in range(a.shape[0]):
             ni, nj = np.linalg.norm(a[i]), np.linalg.norm(a[j])
@@ -194,7 +199,7 @@ def test_one_selection_links_all_views_and_python(full):
     assert explorer.state.cls == 3 and explorer.scatter.selected_class == atlas.class_names[3]
     # the Plotly chart follows the shared selection from Python
     explorer.selection = [atlas.layers[1] + ":0", atlas.layers[1] + ":1", atlas.layers[2] + ":0"]
-    counts = list(explorer.chart.data[1].y)
+    counts = list(explorer.chart.data[1].x)
     assert counts == [0, 2, 1, 0][:len(atlas.layers)]
     colours = list(explorer.chart.data[0].marker.color)
     assert colours[3] != colours[0]

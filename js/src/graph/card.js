@@ -1,6 +1,7 @@
-// The node card: a neuron's patches, or a cluster's members with theirs; pinned (on click) it
-// lists the node's top-3 inputs, which select their neurons.
-import { clear, formatValue, h, setShared } from "../util.js";
+// The node card: a neuron's patches, or a cluster's members with theirs, beside the node's
+// feature visualisation when the atlas has one; pinned (on click) it lists the node's top-3
+// inputs, which select their neurons.
+import { clear, formatCount, formatValue, h, setShared } from "../util.js";
 import * as P from "../patches.js";
 
 const ORIGIN = "graph";
@@ -8,6 +9,19 @@ const ORIGIN = "graph";
 /** The neuron indices of a node (a neuron, or a cluster's members). */
 export function members(g, node) {
   return node.members.map((m) => g.index.index(m)).filter((i) => i >= 0);
+}
+
+/** The concept of a node: its neuron's, or the one most of a cluster's members have. */
+export function nodeConcept(g, ids) {
+  const { concepts, conceptNames } = g;
+  if (concepts.length !== g.index.count) return "";
+  const tally = new Map();
+  for (const i of ids) if (concepts[i] >= 0) tally.set(concepts[i], (tally.get(concepts[i]) || 0) + 1);
+  let best = -1, most = 0;
+  for (const [c, m] of tally) if (m > most) { best = c; most = m; }
+  if (best < 0) return "";
+  const name = conceptNames[best] ?? "";
+  return ids.length > 1 ? `${name} (${most} of ${ids.length})` : name;
 }
 
 function patches(g, ids) {
@@ -59,11 +73,17 @@ export function showCard(g, id) {
   const pinned = id === g.pinned;
   card.classList.toggle("nc-pinned", pinned);
   card.appendChild(h("div", { class: "nc-card-title", text: ids.length > 1 ? `${node.id} · ${ids.length} neurons` : node.id }));
-  const facts = [node.layer, `count ${formatValue(node.count)}`];
+  const mean = ids.length > 1 && !Number.isInteger(node.count);
+  const facts = [node.layer, `${mean ? "mean count" : "count"} ${formatCount(node.count)}`];
   if (node.pagerank) facts.push(`PageRank ${formatValue(node.pagerank)}`);
   card.appendChild(h("div", { class: "nc-card-sub", text: facts.join(" · ") }));
+  const concept = nodeConcept(g, ids);
+  if (concept) card.appendChild(h("div", { class: "nc-card-sub nc-card-concept", text: `${g.conceptSource || "concept"}: ${concept}` }));
   const shown = patches(g, ids);
-  if (shown) card.appendChild(shown);
+  const visual = P.visualFigure(g.visuals, node.id, 72);
+  card.classList.toggle("nc-with-fv", Boolean(visual));
+  if (visual) card.appendChild(h("div", { class: "nc-card-both" }, visual, shown));
+  else if (shown) card.appendChild(shown);
   if (pinned && node.top_inputs && node.top_inputs.length) {
     card.appendChild(h("div", { class: "nc-card-sub nc-inputs-title", text: "top inputs" }));
     card.appendChild(topInputs(g, node));

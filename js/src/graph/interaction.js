@@ -30,6 +30,25 @@ export function hoverNode(g, id) {
   showCard(g, id);
 }
 
+/** Unpin the card (its node's graph or selection is gone). */
+export function unpin(g) {
+  if (g.pinned === null) return;
+  g.pinned = null;
+  showCard(g, null);
+}
+
+/** The selection changed: a pinned card stays only while its node's neurons are the selection
+ * (a lasso or a click elsewhere unpins it). */
+export function followSelection(g) {
+  if (g.pinned !== null && g.state.get("origin") !== ORIGIN) {
+    const p = g.placed.get(g.pinned);
+    const want = p ? members(g, p.node) : [];
+    const now = selected(g.state);
+    if (want.length !== now.length || want.some((i, j) => i !== now[j])) unpin(g);
+  }
+  markSelection(g);
+}
+
 export function clickNode(g, id) {
   g.pinned = id;
   setShared(g.state, { neurons: members(g, g.placed.get(id).node) }, ORIGIN);

@@ -1,7 +1,9 @@
-// The scatter's elements, its height and its notes.
+// The scatter's elements, its height and its notes. Everything that opens over the points (the
+// neighbour panel, the legend, the search results, cards and hints) lies over the canvas: the
+// canvas keeps its size, so no point moves when a panel opens.
 import { fillNotes, h } from "../util.js";
 
-/** The view's elements, appended to `el`: toolbar, canvas with its overlays, side panel, notes. */
+/** The view's elements, appended to `el`: toolbar, canvas with its overlays, notes. */
 export function createDom(el) {
   const dom = {
     root: h("div", { class: "nc-view nc-scatter" }),
@@ -15,10 +17,12 @@ export function createDom(el) {
     overlay: h("div", { class: "nc-overlay", style: { display: "none" } }),
     hint: h("div", { class: "nc-hint", style: { display: "none" } }),
     side: h("div", { class: "nc-side", style: { display: "none" } }),
+    results: h("div", { class: "nc-search-results", style: { display: "none" } }),
     notes: h("div", { class: "nc-notes" }),
   };
-  dom.wrap.append(dom.canvas, dom.labels, dom.rings, dom.legend, dom.hint, dom.card, dom.overlay);
-  dom.root.append(dom.toolbar, h("div", { class: "nc-body" }, dom.wrap, dom.side), dom.notes);
+  dom.wrap.append(dom.canvas, dom.labels, dom.rings, dom.legend, dom.hint, dom.side, dom.card,
+    dom.overlay, dom.results);
+  dom.root.append(dom.toolbar, h("div", { class: "nc-body" }, dom.wrap), dom.notes);
   el.appendChild(dom.root);
   return dom;
 }

@@ -74,6 +74,7 @@ async function drawNow(v, transition) {
   performance.mark("nc:scatter-drawn");
   v.drawnEntry = ready;
   drawLegend(v, c.legend);
+  v.colouring = c;  // what is on screen now (the palette test hook)
   placeLabels(v);
   showFilter(v, vis);
   if (!chosen.length && (scatter.get("selectedPoints") || []).length) scatter.deselect({ preventEvent: true });

@@ -10,6 +10,26 @@ import { applySelection, updateNeighbours } from "./selection.js";
 import { applyTool, buildToolbar } from "./toolbar.js";
 
 const ORIGIN = "scatter";
+const CLICK_SLOP = 6;  // px the mouse may travel for a press to count as a click
+
+/** A press that travelled (a lasso, a pan) is not a click, even where it ends near its start:
+ * regl-scatterplot would take the click that follows it for a click on the point there. */
+export function guardClicks(v) {
+  const { wrap } = v.dom;
+  let press = null;
+  const options = { capture: true, signal: v.signal };
+  wrap.addEventListener("pointerdown", (event) => { press = { x: event.clientX, y: event.clientY, path: 0 }; }, options);
+  window.addEventListener("pointermove", (event) => {
+    if (!press) return;
+    press.path += Math.hypot(event.clientX - press.x, event.clientY - press.y);
+    press.x = event.clientX; press.y = event.clientY;
+  }, options);
+  wrap.addEventListener("click", (event) => {
+    const travelled = press && press.path > CLICK_SLOP;
+    press = null;
+    if (travelled) { event.stopPropagation(); event.preventDefault(); }
+  }, options);
+}
 
 /** Hover, selection and view events of the scatterplot -> the shared selection. */
 export function followPoints(v) {

@@ -4,13 +4,25 @@
 import createScatterplot from "regl-scatterplot";
 import { array, neuronIndex } from "../util.js";
 import * as P from "../patches.js";
+import { followTheme } from "../theme.js";
+import { guardWheel } from "../wheel.js";
 import { trackMouse } from "./card.js";
 import { createDom, setHeight, showNotes } from "./dom.js";
 import { prepare, redraw } from "./draw.js";
-import { followModels, followPoints } from "./events.js";
+import { followModels, followPoints, guardClicks } from "./events.js";
 import { placeLabels, placeRings } from "./overlays.js";
 import { positions } from "./points.js";
 import { applyTool, buildToolbar } from "./toolbar.js";
+
+/** The scatterplot's colours in `theme`: background, selected and hovered points, reticle,
+ * lasso. */
+function themed(theme) {
+  return theme.dark
+    ? { backgroundColor: theme.background, pointColorActive: "#ff8a4c", pointColorHover: "#f1f3f5",
+        reticleColor: [0.85, 0.87, 0.9, 0.3], lassoColor: "#8ea2ff" }
+    : { backgroundColor: theme.background, pointColorActive: "#d9480f", pointColorHover: "#212529",
+        reticleColor: [0.3, 0.3, 0.3, 0.35], lassoColor: "#3b5bdb" };
+}
 
 /** The scatterplot (regl-scatterplot) on `canvas`; very large projections draw square points
  * without alpha blending, several times faster. */
@@ -20,16 +32,12 @@ function scatterplot(v, size) {
     performanceMode: v.index.count >= 500000,
     width: size[0],
     height: size[1],
-    backgroundColor: "#ffffff",
+    ...themed(v.theme()),
     pointSize: v.model.get("point_size"),
     opacity: v.model.get("opacity"),
-    pointColorActive: "#d9480f",
-    pointColorHover: "#212529",
     pointOutlineWidth: 2,
     pointSizeSelected: 2,
     showReticle: true,
-    reticleColor: [0.3, 0.3, 0.3, 0.35],
-    lassoColor: "#4c6ef5",
     lassoInitiator: false,
     lassoInitiatorParentElement: v.dom.wrap,
     lassoLongPressIndicatorParentElement: v.dom.wrap,
@@ -67,8 +75,17 @@ export async function renderScatter({ model, el, host, signal }) {
     neighbours: [],         // of the one selected neuron
     ringed: [],             // [point, ring class]
     shownNotes: null,
+    legendFolded: false,    // the user folded the legend
+    sideClosedFor: -1,      // the neuron whose neighbour panel the user closed
+    colouring: null,        // the last colours() (for the palette hook)
+    theme: null,            // the current theme (theme.js)
   };
   const { root, wrap } = v.dom;
+  v.theme = followTheme(el, (theme) => {
+    if (!v.scatter) return;
+    v.scatter.set(themed(theme));
+    redraw(v);  // the palettes follow the theme
+  }, signal);
   setHeight(v);
   // the notes and the toolbar take their room before the canvas size is read
   showNotes(v);
@@ -80,6 +97,8 @@ export async function renderScatter({ model, el, host, signal }) {
   v.scatter = scatterplot(v, size);
   root.dataset.points = "0";
   trackMouse(v);
+  guardWheel(wrap, wrap, signal);
+  guardClicks(v);
   followPoints(v);
   followModels(v);
 
@@ -100,6 +119,7 @@ export async function renderScatter({ model, el, host, signal }) {
     filtered: () => Array.from(v.scatter.get("filteredPoints") || []),
     neighbours: () => v.neighbours.slice(),
     spatialIndex: () => v.scatter.get("spatialIndex"),  // the hover/lasso index (KDBush buffer)
+    palette: () => ({ by: v.colouring?.by, points: (v.colouring?.pointColor || []).slice(), background: v.theme().background }),
   };
 
   applyTool(v);

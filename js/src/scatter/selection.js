@@ -39,8 +39,8 @@ function nearest2d(pos, i, k, n) {
   return best.map((b) => b[1]);
 }
 
-/** The neighbours of the one selected neuron (none for other selections), their cards and
- * rings. */
+/** The neighbours of the one selected neuron (none for other selections), their cards (in a
+ * panel over the canvas, which a button closes for this neuron) and rings. */
 export function updateNeighbours(v) {
   const { state, data, n, index, sheets } = v;
   const { side } = v.dom;
@@ -54,13 +54,17 @@ export function updateNeighbours(v) {
       : nearest2d(v.pos, i, 10, n);
   }
   clear(side);
-  side.style.display = v.neighbours.length ? "" : "none";
-  if (v.neighbours.length) {
-    side.appendChild(h("div", { class: "nc-side-title", text: `Nearest neighbours of ${index.id(sel[0])}` }));
+  const open = v.neighbours.length > 0 && v.sideClosedFor !== sel[0];
+  side.style.display = open ? "" : "none";
+  if (open) {
+    const close = h("button", { class: "nc-side-close", type: "button", text: "×", title: "close the neighbours",
+      on: { click: () => { v.sideClosedFor = sel[0]; side.style.display = "none"; } } });
+    side.appendChild(h("div", { class: "nc-side-head" },
+      h("div", { class: "nc-side-title", text: `Nearest neighbours of ${index.id(sel[0])}` }), close));
     side.appendChild(h("div", { class: "nc-side-sub", text: k > 0 ? "in the embedding (cosine)" : "in this 2-D projection" }));
     for (const j of v.neighbours) {
       const card = h("button", {
-        class: "nc-nb-card", title: index.id(j),
+        class: "nc-nb-card", title: index.id(j), type: "button",
         on: {
           click: () => setShared(state, { neurons: [j] }, CARDS),
           mouseenter: () => setShared(state, { hover: [j] }, CARDS),

@@ -1,27 +1,13 @@
 // The toolbar: neurons or classes, colour, filter, snapshot slider or class-embedding layer,
-// pan or lasso, fit, clear. Every control sets a trait; the view follows the trait.
-import { clear, h, select, setShared } from "../util.js";
+// neuron search, pan or lasso, fit, clear. Every control sets a trait; the view follows the
+// trait. Nothing in it changes size when its values change (the snapshot label has the width
+// of the longest label), so the toolbar never wraps anew.
+import { clear, h, segmented, select, setShared, setTrait } from "../util.js";
+import { searchBox } from "./search.js";
 
 const FILTERS = [{ value: "all", label: "show: all neurons" }, { value: "class", label: "show: the class's neurons" },
   { value: "clusters", label: "show: selected clusters" }];
 const TOOLS = [["pan", "Pan", "drag to pan, wheel to zoom"], ["lasso", "Lasso", "drag to select (shift-drag works in pan mode too)"]];
-
-function setTrait(model, name, value) {
-  model.set(name, value);
-  model.save_changes();
-}
-
-/** A row of buttons, one of them on: [value, label, title] each. */
-function segmented(model, name, options, key) {
-  const seg = h("div", { class: "nc-seg" });
-  for (const [value, label, title] of options) {
-    seg.appendChild(h("button", {
-      class: `nc-btn ${model.get(name) === value ? "nc-on" : ""}`, text: label, title, dataset: { [key]: value },
-      on: { click: () => setTrait(model, name, value) },
-    }));
-  }
-  return seg;
-}
 
 function snapshotSlider(model) {
   const snaps = model.get("snapshot_labels") || [];
@@ -31,7 +17,9 @@ function snapshotSlider(model) {
     type: "range", min: 0, max: snaps.length, step: 1, value: s < 0 ? snaps.length : s,
     class: "nc-range nc-snapshot", title: "embedding snapshot",
   });
-  const label = h("span", { class: "nc-label", text: s < 0 ? "final" : snaps[s] });
+  const longest = Math.max(5, ...snaps.map((t) => String(t).length));
+  const label = h("span", { class: "nc-label nc-snapshot-label", text: s < 0 ? "final" : snaps[s],
+    style: { width: `${longest + 1}ch` } });
   slider.addEventListener("input", () => {
     const value = Number(slider.value);
     label.textContent = value >= snaps.length ? "final" : snaps[value];
@@ -66,6 +54,7 @@ export function buildToolbar(v) {
     toolbar.append(colour, filter);
     const slider = snapshotSlider(model);
     if (slider) toolbar.append(slider);
+    toolbar.append(searchBox(v));
   } else {
     const layer = classLayer(model);
     if (layer) toolbar.append(layer);

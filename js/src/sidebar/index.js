@@ -1,5 +1,5 @@
 // ClassSidebar: Summit's class list with search, sorting, accuracy and probability histograms.
-import { array, clear, fillNotes, h, listen, message, pct, select, setShared } from "../util.js";
+import { array, clear, fillNotes, h, listen, message, pct, scrollWithin, select, setShared } from "../util.js";
 import { histogram } from "./histogram.js";
 
 const ORIGIN = "sidebar";
@@ -72,7 +72,7 @@ export async function renderSidebar({ model, el, host, signal }) {
 
   listen(state, ["change:cls"], () => {
     render();
-    list.querySelector(".nc-on")?.scrollIntoView?.({ block: "nearest" });
+    scrollWithin(list, list.querySelector(".nc-on"));  // the list, never the notebook
   }, signal);
   listen(model, ["change:sort", "change:query"], () => { sort.value = model.get("sort"); if (search.value !== model.get("query")) search.value = model.get("query"); render(); }, signal);
   listen(model, ["change:height"], setHeight, signal);
