@@ -13,6 +13,7 @@ import torch
 from helpers import untouched
 from notebookcarto import Atlas, analyses
 from notebookcarto.datasets import ConceptPlayground, PlaygroundConcepts
+from notebookcarto.explain import explain
 from notebookcarto.featvis import visualize
 from notebookcarto.models import PlaygroundCNN
 from notebookcarto.monitor import Monitor
@@ -57,6 +58,8 @@ ENTRY_POINTS = {
     "visualize(lucent)": lambda m, d, a, c: visualize(
         m, [f"{a.layers[0]}:1"], method="lucent", image_size=(32, 32), steps=2, progress=False),
     "Monitor.observe": lambda m, d, a, c: observe_once(m, d, a),
+    "explain": lambda m, d, a, c: explain(m, d, [0, 1], atlas=a, options={"iterations": 1},
+                                          progress=False),
 }
 
 
