@@ -50,9 +50,9 @@ def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size
         atlas.attach(analyses.example_patches(atlas, model, data, n_patches=9,
                                               progress=progress))
     with step("neuron clusters"):
-        # R=4, B=20: the reference's R=2, B=100 chain this small model's neurons into one group
-        clusters = atlas.attach(analyses.cluster_neurons(atlas, model, data, rows=4, bands=20,
-                                                         progress=progress))
+        # the defaults adapt to the data: a threshold above the background similarity of
+        # random neuron pairs, Leiden instead of union-find (no chaining)
+        clusters = atlas.attach(analyses.cluster_neurons(atlas, model, data, progress=progress))
     with step("neuron embedding"):
         atlas.attach(analyses.embed_neurons(atlas, progress=progress))
     with step("influence and attribution graphs"):
@@ -71,7 +71,8 @@ def run_demo(out="carto-demo", *, device: str = "cpu", quick: bool = False, size
         html = atlas.to_html(out / "atlas.html", title="notebookcarto demo")
     accuracy = evaluate(model, (images, labels), device=device)
     echo(summary(atlas, concepts, accuracy))
-    echo(f"{clusters.n_clusters} neuron clusters; "
+    echo(f"{clusters.n_clusters} neuron clusters "
+         f"(Jaccard threshold {clusters.params['threshold']:.2f}); "
          f"{int((atlas.neurons['concept'] != '').sum())} dissection detectors")
     echo(f"atlas saved to {out / 'atlas'}, views to {html}, "
          f"in {time.perf_counter() - start:.0f} s")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .backend import torch_threads_kept
 from .clustering import top_sets
 from .result import Result
 
@@ -172,7 +173,7 @@ def project_2d(vectors, *, n_neighbors: int = 15, min_dist: float = 0.1, metric:
         init = np.asarray(init, dtype=np.float64)
     elif n <= 16:
         init = "random"  # spectral initialisation needs a larger graph
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch_threads_kept():
         warnings.simplefilter("ignore")  # UMAP warns that a seed disables parallelism
         reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n - 1)),
                             min_dist=min_dist, metric=metric, random_state=seed, init=init)

@@ -11,6 +11,12 @@ probability 1 - (1 - J^R)^B (``s_curve``).
 Two back ends give the same signatures and buckets: compiled loops (numba, on CPU) and torch
 (any device; used on CUDA). No step compares all pairs of sets: the cost is O(N M R B), plus
 O(U R B) to draw the permutations of the U ids that occur.
+
+``lsh_clusters`` is the reference's stage 1 (union-find over all buckets). ``candidate_pairs``
+lists the pairs that share a bucket instead, so that each can be checked (``pair_jaccard``, exact
+and linear in the pairs) and grouped without chaining (``clustering.leiden_groups``);
+``choose_bands`` picks R and B for a threshold, ``background_jaccard`` samples the similarity
+of random pairs that a threshold must rise above.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ def check_bands(rows, bands, what: str = "") -> tuple[int, int]:
     """Validate LSH rows R and bands B (integers >= 1)."""
     for name, v in (("rows", rows), ("bands", bands)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{what}{name} must be an integer >= 1, got {v!r} (the defaults are "
-                             "rows=2, bands=100 for clustering)")
+            raise ValueError(f"{what}{name} must be an integer >= 1, got {v!r} (NeuroCartography "
+                             "used rows=2, bands=100)")
     return int(rows), int(bands)
 
 
@@ -321,6 +327,117 @@ def lsh_collides(signatures: torch.Tensor, i, j, rows: int = 2, bands: int = 100
     return out.cpu().numpy()
 
 
+# ------------------------------------------------------------------ candidate pairs
+
+
+def choose_bands(threshold: float, recall: float = 0.9,
+                 max_hashes: int = 512) -> tuple[int, int]:
+    """Rows R and bands B for banded LSH such that two sets of Jaccard similarity
+    ``threshold`` share a bucket with probability at least ``recall`` (``s_curve``), with the
+    largest R (the fewest background pairs) for which R * B <= ``max_hashes``."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    if not 0 < recall < 1:
+        raise ValueError(f"recall must be in (0, 1), got {recall!r}")
+    for rows in range(8, 0, -1):
+        miss = 1.0 - threshold ** rows
+        bands = 1 if miss <= 0 else int(np.ceil(np.log1p(-recall) / np.log(miss)))
+        if rows * bands <= max_hashes or rows == 1:
+            return rows, max(1, min(bands, max_hashes // rows))
+    raise AssertionError("unreachable")
+
+
+def _bucket_pairs(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All pairs (a, b), a < b as row indices, of rows with equal ``key``: each row pairs with
+    every earlier row of its bucket."""
+    order = torch.argsort(key, stable=True)
+    ks = key[order]
+    start = torch.ones(order.numel(), dtype=torch.bool, device=key.device)
+    start[1:] = ks[1:] != ks[:-1]
+    run = torch.cumsum(start.long(), 0) - 1
+    run_start = torch.nonzero(start).squeeze(1)
+    rank = torch.arange(order.numel(), device=key.device) - run_start[run]
+    if not order.numel() or not int(rank.max()):
+        empty = torch.zeros(0, dtype=torch.long, device=key.device)
+        return empty, empty
+    second = torch.repeat_interleave(torch.arange(order.numel(), device=key.device), rank)
+    offset = torch.arange(second.numel(), device=key.device) - torch.repeat_interleave(
+        torch.cumsum(rank, 0) - rank, rank)
+    first = run_start[run[second]] + offset
+    a, b = order[first], order[second]
+    return torch.minimum(a, b), torch.maximum(a, b)
+
+
+def candidate_pairs(signatures: torch.Tensor, valid: torch.Tensor, rows: int,
+                    bands: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs (i, j), i < j, of valid rows that share a bucket in at least one of ``bands``
+    bands of ``rows`` rows: banded LSH without union-find, so the pairs can be checked one by
+    one. Cost and memory are linear in the rows and in the candidate pairs."""
+    rows, bands = check_bands(rows, bands)
+    if signatures.shape[1] < rows * bands:
+        raise ValueError(f"signatures have {signatures.shape[1]} hashes, fewer than "
+                         f"rows * bands = {rows * bands}")
+    idx = torch.nonzero(valid).squeeze(1)
+    n = signatures.shape[0]
+    found = torch.zeros(0, dtype=torch.long, device=signatures.device)
+    if idx.numel() < 2:
+        return found, found
+    base = int(signatures.max()) + 1
+    for b in range(bands):
+        key = band_ids(signatures[idx, b * rows:(b + 1) * rows], rows, 1, base)[:, 0]
+        a, c = _bucket_pairs(key)
+        if a.numel():
+            found = torch.unique(torch.cat([found, idx[a] * n + idx[c]]))
+    return found // n, found % n
+
+
+def pair_jaccard(sets, i, j, *, chunk: int = 1 << 16) -> np.ndarray:
+    """Exact Jaccard similarity of the sets of given pairs (i[k], j[k]) (rows of an integer
+    array padded with -1; ids within a row distinct), float64. Cost linear in the pairs times
+    the set size (a sorted search, no all-pairs step)."""
+    s = np.sort(as_sets(sets, "cpu").numpy(), axis=1)
+    i = np.asarray(i, dtype=np.int64).reshape(-1)
+    j = np.asarray(j, dtype=np.int64).reshape(-1)
+    if i.shape != j.shape:
+        raise ValueError(f"got {i.size} first and {j.size} second members of pairs")
+    if not i.size:
+        return np.zeros(0)
+    size = (s >= 0).sum(1)
+    base = int(s.max()) + 2
+    flat = (np.arange(s.shape[0], dtype=np.int64)[:, None] * base + (s + 1)).ravel()
+    out = np.empty(i.size)
+    step = max(1, chunk // max(1, s.shape[1]))
+    for k in range(0, i.size, step):
+        a, b = i[k:k + step], j[k:k + step]
+        query = b[:, None] * base + (s[a] + 1)
+        pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
+        shared = ((flat[pos] == query) & (s[a] >= 0)).sum(1)
+        union = size[a] + size[b] - shared
+        out[k:k + step] = np.where(union > 0, shared / np.maximum(union, 1), 0.0)
+    return out
+
+
+def background_jaccard(sets, n_pairs: int = 20_000, *, valid=None, exclude=None,
+                       seed: int = 0) -> np.ndarray:
+    """Exact Jaccard similarities of ``n_pairs`` random pairs of distinct valid sets (the
+    background a threshold must rise above). ``exclude`` (an id per set, -1 for none) leaves
+    out pairs with the same id, e.g. neurons of one residual stream."""
+    sets = as_sets(sets, "cpu")
+    n = sets.shape[0]
+    ok = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    idx = np.flatnonzero(ok)
+    if idx.size < 2:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    a = idx[rng.integers(0, idx.size, n_pairs)]
+    b = idx[rng.integers(0, idx.size, n_pairs)]
+    keep = a != b
+    if exclude is not None:
+        group = np.asarray(exclude)
+        keep &= (group[a] < 0) | (group[a] != group[b])
+    return pair_jaccard(sets, a[keep], b[keep])
+
+
 # ------------------------------------------------------------------ exact reference
 
 
@@ -508,7 +625,8 @@ def _kernels() -> dict:
             "permutations": jit(_permutations_loop)}
 
 
-__all__ = ["as_sets", "band_ids", "check_bands", "collision_table", "components",
-           "exact_jaccard_pairs", "lsh_clusters", "lsh_collides", "lsh_roots",
-           "minhash_signatures", "s_curve", "s_curve_figure", "s_curve_threshold",
-           "synthetic_top_sets", "union_find"]
+__all__ = ["as_sets", "background_jaccard", "band_ids", "candidate_pairs", "check_bands",
+           "choose_bands", "collision_table", "components", "exact_jaccard_pairs",
+           "lsh_clusters", "lsh_collides", "lsh_roots", "minhash_signatures", "pair_jaccard",
+           "s_curve", "s_curve_figure", "s_curve_threshold", "synthetic_top_sets",
+           "union_find"]

@@ -73,16 +73,27 @@ def test_each_layer_starts_from_the_previous_layout(grouped, monkeypatch):
 
 def test_class_embedding_result_round_trip(grouped, tmp_path):
     _, atlas = grouped
-    result = atlas.attach(embed_classes(atlas, ["a", "c"], n_neighbors=5))
+    result = atlas.attach(embed_classes(atlas, ["a", "c"], similarity_layers=["a", "c"],
+                                        n_neighbors=5))
     assert result.layers == ["a", "c"] and result.params == {"n_neighbors": 5}
     assert result.xy.shape == (2, 12, 2) and result.similarity.shape == (12, 12)
     np.testing.assert_allclose(result.similarity[3], class_similarity(atlas, 3, ["a", "c"]),
                                rtol=1e-6)
+    assert result.similarity_layers == ["a", "c"]
+    similar = result.similar(atlas, "c3")  # most similar first, by name
+    assert similar.index[0] == "c3" and similar.is_monotonic_decreasing
+    assert similar["c1"] == pytest.approx(result.similarity[3, 1])
     atlas.save(tmp_path / "atlas")
     loaded = Atlas.load(tmp_path / "atlas").get(ClassEmbedding)
     np.testing.assert_array_equal(loaded.xy, result.xy)
     np.testing.assert_array_equal(loaded.similarity, result.similarity)
     assert loaded.layers == ["a", "c"] and loaded.params == {"n_neighbors": 5}
+    assert loaded.similarity_layers == ["a", "c"]
+    # by default the similarity is over the deepest layer only
+    deepest = embed_classes(atlas, ["a"], n_neighbors=5)
+    assert deepest.similarity_layers == ["c"]
+    np.testing.assert_allclose(deepest.similarity[3], class_similarity(atlas, 3, "c"),
+                               rtol=1e-6)
 
 
 def test_class_similarity_is_cosine_of_counts():
@@ -92,13 +103,36 @@ def test_class_similarity_is_cosine_of_counts():
     rows = np.concatenate([a, b], 1).astype(float)
     norms = np.linalg.norm(rows, axis=1)
     want = rows @ rows[0] / np.where(norms > 0, norms * norms[0], 1.0)  # 0 for no counts
-    sim = class_similarity(atlas, "c0")
+    sim = class_similarity(atlas, "c0", layers="all")
     np.testing.assert_allclose(sim.to_numpy(), want)
-    assert sim.name == "similarity to c0" and list(sim.index) == [0, 1, 2, 3, 4]
+    assert sim.name == "similarity to c0" and list(sim.index) == ["c0", "c1", "c2", "c3", "c4"]
     # classes 0 and 1 have the same top channels in "a"; their counts differ, so they differ
     only_a = class_similarity(atlas, 0, layers="a")
-    assert only_a[2] == pytest.approx(1.0) and only_a[1] == pytest.approx(20 / 101)
-    assert only_a[4] == 0.0
+    assert only_a["c2"] == pytest.approx(1.0) and only_a["c1"] == pytest.approx(20 / 101)
+    assert only_a["c4"] == 0.0
+    # by default: the deepest layer, "b"
+    np.testing.assert_allclose(class_similarity(atlas, "c0").to_numpy(),
+                               class_similarity(atlas, "c0", layers=["b"]).to_numpy())
+
+
+def test_deep_layers_separate_classes_that_shallow_layers_blur():
+    """Ground truth: four shallow layers where every class has about the same counts, one deep
+    layer where classes come in pairs. Over all layers every pair looks alike (the issue on
+    CIFAR: 0.88 to 0.94); the default (deepest) similarity finds each class's partner."""
+    rng = np.random.default_rng(3)
+    k = 8
+    shallow = {f"s{i}": 200 + rng.integers(0, 20, (k, 16)) for i in range(4)}
+    patterns = rng.integers(0, 50, (k // 2, 32)) * (rng.random((k // 2, 32)) < 0.3)
+    deep = patterns[np.arange(k) // 2] + rng.integers(0, 3, (k, 32))
+    atlas = atlas_with({**shallow, "deep": deep})
+    partner = np.arange(k) ^ 1
+    over_all = np.stack([class_similarity(atlas, y, "all").to_numpy() for y in range(k)])
+    np.fill_diagonal(over_all, np.nan)
+    assert np.nanmin(over_all) > 0.8  # flat
+    for y in range(k):
+        sim = class_similarity(atlas, y).drop(f"c{y}")
+        assert sim.idxmax() == f"c{partner[y]}"
+        assert sim.max() - sim.drop(f"c{partner[y]}").max() > 0.3
 
 
 def test_bad_input(grouped):
@@ -109,5 +143,28 @@ def test_bad_input(grouped):
         class_similarity(atlas, 0, layers=["a", "zz"])
     with pytest.raises(KeyError, match="unknown layer"):
         class_layouts(atlas, ["zz"])
+    with pytest.raises(ValueError, match="no similarity layers"):
+        class_similarity(atlas, "c0", layers=[])
     with pytest.raises(ValueError, match="at least 3 classes"):
         class_layouts(atlas_with({"a": np.ones((2, 3), np.int64)}))
+
+
+def test_resnet20_deepest_layer_pairs_related_classes(shared):
+    """On the pretrained CIFAR ResNet-20 (every tenth test image, 1,000) the default similarity (the
+    deepest layer) puts dog next to cat and truck next to automobile, and spreads the classes
+    far more than the similarity over all layers."""
+    import torch
+
+    from notebookcarto.datasets import cifar10_test
+    from notebookcarto.models import load_resnet20
+
+    data = cifar10_test(shared / "data" / "cifar10-test")
+    model = load_resnet20(shared / "models" / "resnet20-cifar10.th").eval()
+    images = torch.utils.data.Subset(data, range(0, 10_000, 10))  # files sorted by class
+    atlas = Atlas.build(model, images, class_names=data.classes, progress=False)
+    for cls, partner in (("cat", "dog"), ("automobile", "truck")):
+        assert class_similarity(atlas, cls).drop(cls).idxmax() == partner
+    deep = np.stack([class_similarity(atlas, c).to_numpy() for c in data.classes])
+    flat = np.stack([class_similarity(atlas, c, "all").to_numpy() for c in data.classes])
+    off = ~np.eye(len(data.classes), dtype=bool)
+    assert np.ptp(deep[off]) > 2 * np.ptp(flat[off])

@@ -1,5 +1,6 @@
 """Neuron clusters: MinHash-LSH against exact Jaccard, stage 2 against brute force, and recovery
-of planted copy groups."""
+of planted copy groups. (The data-driven threshold, Leiden and residual streams:
+test_cluster_quality.py.)"""
 
 import itertools
 
@@ -12,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.metrics import adjusted_rand_score
 
 from notebookcarto import ActivationStats, Atlas
-from notebookcarto.analyses import clustering, minhash
+from notebookcarto.analyses import clustering, minhash, refine
 from notebookcarto.analyses.clustering import Clusters, cluster_neurons, cluster_table
 from notebookcarto.analyses.minhash import (collision_table, exact_jaccard_pairs, lsh_clusters,
                                             minhash_signatures, s_curve, s_curve_figure,
@@ -147,14 +148,14 @@ def test_sets_are_validated():
 
 def test_position_tables_hash_the_upsampled_set():
     shapes = {"fine": (6, 6), "coarse": (3, 3), "tokens": (6,)}
-    tables, common = clustering._position_tables(shapes, 40, seed=2, device="cpu")
+    tables, common = refine._position_tables(shapes, 40, seed=2, device="cpu")
     assert common == (6, 6)
     g = torch.Generator().manual_seed(2 + 7919)
     perms = torch.stack([torch.randperm(36, generator=g) for _ in range(40)], 1)
     rng = np.random.default_rng(1)
     for name, (h, w) in (("fine", (6, 6)), ("coarse", (3, 3)), ("tokens", (1, 6))):
         active = torch.from_numpy(rng.random((5, h * w)) < 0.3)
-        sig, empty = clustering._position_minhash(active, tables[name])
+        sig, empty = refine._position_minhash(active, tables[name])
         for q in range(5):
             cells = [i * 6 + j for i in range(6) for j in range(6)
                      if active[q, (i * h // 6) * w + (j * w // 6)]]
@@ -163,27 +164,20 @@ def test_position_tables_hash_the_upsampled_set():
                 assert torch.equal(sig[q], perms[cells].min(0).values)
 
 
-def test_pair_counts_match_brute_force():
+@pytest.mark.parametrize("budget", [1 << 24, 50])  # 50: one image at a time
+def test_group_pair_counts_match_brute_force(monkeypatch, budget):
+    monkeypatch.setattr(refine, "_BUDGET", budget)
     rng = np.random.default_rng(0)
-    q, rows, bands = 60, 2, 3
-    sig = torch.from_numpy(rng.integers(0, 3, (q, rows * bands)))
-    empty = torch.from_numpy(rng.random(q) < 0.1)
-    slots = torch.from_numpy(rng.integers(0, 4, q))
-    neuron = torch.from_numpy(rng.integers(0, 12, q))
-    i, j, c = clustering._pair_counts(sig, empty, slots, neuron, rows, bands, 12, 3)
-    got = {(a, b): n for a, b, n in zip(i.tolist(), j.tolist(), c.tolist())}
-    ref = {}
-    for s in range(4):
-        shared = set()
-        for x, y in itertools.combinations(range(q), 2):
-            if slots[x] != s or slots[y] != s or empty[x] or empty[y] or neuron[x] == neuron[y]:
-                continue
-            if any(torch.equal(sig[x, b * rows:(b + 1) * rows], sig[y, b * rows:(b + 1) * rows])
-                   for b in range(bands)):
-                shared.add(tuple(sorted((int(neuron[x]), int(neuron[y])))))
-        for p in shared:
-            ref[p] = ref.get(p, 0) + 1
-    assert got == ref
+    k, m, bands = 7, 9, 3
+    keys = torch.from_numpy(rng.integers(0, 3, (k, m, bands)))
+    empty = torch.from_numpy(rng.random((k, m)) < 0.15)
+    counts = refine.group_pair_counts(keys, empty)
+    assert counts.shape == (m, m) and torch.equal(counts, counts.T)
+    for a, b in itertools.product(range(m), repeat=2):
+        want = 0 if a == b else sum(
+            1 for i in range(k) if not empty[i, a] and not empty[i, b]
+            and bool((keys[i, a] == keys[i, b]).any()))
+        assert counts[a, b] == want, (a, b)
 
 
 # ------------------------------------------------------------------ planted ground truth
