@@ -167,11 +167,16 @@ SCHEMAS: dict[str, Schema] = {s.name: s for s in [
     Schema("clusters", "notebookcarto.analyses.clustering:Clusters",
            "analyses.cluster_neurons(atlas, model, data)",
            "the data set the atlas was built on (stage 2)",
-           "neuron clusters (MinHash-LSH over top-image sets, refined by where neurons fire); "
-           "adds the column `cluster`",
+           "neuron clusters (candidate pairs by MinHash-LSH over top-image sets, a threshold "
+           "from the data, Leiden; refined by where neurons fire) and the neurons' residual "
+           "streams; adds the columns `cluster` and `stream` (the stream's name, \"\" for none)",
            arrays={"cluster": Array("int64", ("neurons",), "cluster id, -1 for none"),
-                   "candidate": Array("int64", ("neurons",), "the stage-1 groups")},
-           meta={"params": _PARAMS, "n_clusters": Meta(int)}),
+                   "candidate": Array("int64", ("neurons",), "the stage-1 groups"),
+                   "stream": Array("int64", ("neurons",), "residual stream id, -1 for none",
+                                   required=False)},
+           meta={"params": _PARAMS, "n_clusters": Meta(int),
+                 "stages": Meta(list, "the residual stages, each a list of layers; stream ids "
+                                "run stage by stage, channel by channel", required=False)}),
     Schema("embedding", "notebookcarto.analyses.embedding:Embedding",
            "analyses.embed_neurons(atlas)", "", "the neuron embedding and its 2-D projection",
            arrays={"vectors": Array("float32", ("neurons", "dim")),
@@ -200,8 +205,12 @@ SCHEMAS: dict[str, Schema] = {s.name: s for s in [
            "Summit's class embedding per layer and the class similarity",
            arrays={"xy": Array("float32", ("layers", "classes", 2)),
                    "similarity": Array("float32", ("classes", "classes"),
-                                       "cosine of the classes' count vectors in A")},
-           meta={"layers": Meta(list), "params": _PARAMS}),
+                                       "cosine of the classes' count vectors in A over "
+                                       "`similarity_layers`")},
+           meta={"layers": Meta(list), "params": _PARAMS,
+                 "similarity_layers": Meta(list, "the layers of the similarity (default the "
+                                           "deepest; absent: all of `layers`)",
+                                           required=False)}),
     Schema("dissection", "notebookcarto.analyses.dissection:Dissection",
            "analyses.dissect(model, concept_data, atlas.layers)", "concept data",
            "Network Dissection of some layers; adds the columns `concept`, `category`, `iou`",
@@ -223,6 +232,94 @@ SCHEMAS: dict[str, Schema] = {s.name: s for s in [
                    "image_ids/*": Array("int64", ("*", "n_images"), "per layer: image ids "
                                                                        "(-1: none)")},
            meta={"layers": Meta(list), "params": _PARAMS}),
+    Schema("explanation", "notebookcarto.explain.result:Explanation",
+           "explain.explain(model, data, images, atlas=atlas)",
+           "the model and the data the atlas was built on (`dissection`, `clusters` label "
+           "the units)",
+           "explanations of single predictions for chosen images: I-GOS / iGOS++ masks and "
+           "other heatmaps, their deletion and insertion curves, and the units of one layer "
+           "that carried each prediction",
+           arrays={"image_ids": Array("int64", ("images",), "image ids in the atlas's data"),
+                   "targets": Array("int64", ("images",), "the class explained"),
+                   "labels": Array("int64", ("images",), "the data's label (-1: none)"),
+                   "predictions": Array("int64", ("images",), "the model's class"),
+                   "probabilities": Array("float32", ("images",),
+                                          "softmax of the target on the whole image"),
+                   "images": Array("uint8", ("images", "height", "width", 3),
+                                   "the images as shown"),
+                   "saliency/*": Array("float32", ("images", "*", "*"),
+                                       "`saliency/<method>`: higher = more salient, any "
+                                       "resolution (mask methods: 1 - mask on its cells; "
+                                       "upsample with aligned corners)"),
+                   "fractions": Array("float32", ("steps",),
+                                      "share removed / inserted at each step"),
+                   "deletion/*": Array("float32", ("images", "steps"),
+                                       "`deletion/<method>`: target probability per step"),
+                   "insertion/*": Array("float32", ("images", "steps"),
+                                        "`insertion/<method>`: target probability per step"),
+                   "deletion_auc/*": Array("float32", ("images",), "trapezoid AUC (lower is "
+                                                                   "better)"),
+                   "insertion_auc/*": Array("float32", ("images",), "trapezoid AUC (higher "
+                                                                    "is better)"),
+                   "units/channels": Array("int64", ("images", "units"),
+                                           "top units of `layer`, best first (-1: none)",
+                                           required=False),
+                   "units/neurons": Array("str", ("images", "units"), "their neuron ids",
+                                          required=False),
+                   "units/contributions": Array("float32", ("images", "units"),
+                                                "gradient x activation for the target",
+                                                required=False),
+                   "units/maps": Array("float32", ("images", "units", "*", "*"),
+                                       "their activation maps", required=False),
+                   "units/thresholds": Array("float32", ("images", "units"),
+                                             "map level above which is the unit's region",
+                                             required=False),
+                   "units/labels": Array("str", ("images", "units"), "dissection labels",
+                                         required=False),
+                   "units/clusters": Array("int64", ("images", "units"), "cluster ids",
+                                           required=False),
+                   "units/cluster_labels": Array("str", ("images", "units"),
+                                                 "the clusters' names", required=False),
+                   "units/coverage": Array("float32", ("images", "units"),
+                                           "share of the `coverage_of` saliency inside the "
+                                           "region", required=False),
+                   "units/total": Array("float32", ("images",),
+                                        "contribution of all the layer's units",
+                                        required=False)},
+           meta={"methods": Meta(list, "names of the saliency maps"),
+                 "mask_methods": Meta(list, "those that are I-GOS masks"),
+                 "protocol": Meta(dict, "deletion / insertion protocol (`name`: \"cells\" "
+                                        "or \"pixels\")"),
+                 "layer": Meta((str, type(None)), "the layer of the units (null: none)"),
+                 "coverage_of": Meta((str, type(None)), "the mask method of the coverage"),
+                 "params": _PARAMS}),
+    Schema("feature_visualizations", "notebookcarto.featvis.result:FeatureVisualizations",
+           "featvis.visualize(model, targets, data=data, atlas=atlas)",
+           "the data the atlas was built on (VITAL's references; `clusters` for cluster "
+           "targets)",
+           "feature visualisations (VITAL or the Lucent-style baseline) of neurons, classes "
+           "and clusters, one image per target",
+           arrays={"images": Array("uint8", ("targets", "height", "width", 3),
+                                   "the images, de-normalised for display"),
+                   "inputs": Array("float32", ("targets", "channels", "height", "width"),
+                                   "the images in the model's input space"),
+                   "activation": Array("float32", ("targets",),
+                                       "the target's activation on its image (spatial max; "
+                                       "the logit for a class)"),
+                   "reference_max": Array("float32", ("targets",),
+                                          "its maximum over the reference images (NaN: none)"),
+                   "loss": Array("float32", ("targets",), "the method's final loss"),
+                   "reference_ids": Array("int64", ("targets", "n_reference"),
+                                          "image ids matched or measured against (-1: none)")},
+           meta={"targets": Meta(list, 'keys: neuron ids, "class:<k>", "cluster:<n>" or '
+                                       '"cluster:<n>@<layer>" (the graphs\' node ids)'),
+                 "kinds": Meta(list, '"neuron", "class" or "cluster" per target'),
+                 "layers": Meta(list, 'the layer per target ("" for a class)'),
+                 "labels": Meta(list, "text to show per target"),
+                 "seeds": Meta(list, "the seed of each target's generator"),
+                 "method": Meta(str, '"vital" or "lucent"'),
+                 "space": Meta((dict, type(None)), "the input normalisation {mean, std} or null"),
+                 "params": _PARAMS}),
 ]}
 
 
@@ -269,11 +366,19 @@ def markdown() -> str:
         "Attribution and cluster graphs alike:", "", "```json",
         '{"class": "yellow stars on sky", "layers": ["block1", "block2"],',
         ' "nodes": [{"id": "block2:7", "layer": "block2", "count": 120, "pagerank": 0.04,',
-        '            "x": 0.3, "y": 1.0, "members": ["block2:7"], "top_inputs": ["block1:3"]}],',
-        ' "edges": [{"source": "block1:3", "target": "block2:7", "weight": 57.0}]}', "```", "",
+        '            "x": 0.3, "y": 1.0, "x_all": 0.25, "shown": true, "members": ["block2:7"],',
+        '            "top_inputs": ["block1:3"]}],',
+        ' "edges": [{"source": "block1:3", "target": "block2:7", "weight": 57.0,',
+        '            "shown": true}]}', "```", "",
         '`id` is a neuron id for neuron nodes and `"cluster:<n>@<layer>"` for cluster nodes (a '
         "cluster spanning several layers has one node per layer; `members` lists the neurons; "
         "cluster graph nodes also carry `kind`, `cluster`, `size` and `active`, edges a `kind`: "
-        '`"influence"` or `"coactivation"`); `source` is in the earlier (shallower) layer; `x`, '
-        "`y` come from the layered layout with deep layers on top (larger `y`).", ""]
+        '`"influence"` or `"coactivation"`); `source` is in the earlier (shallower) layer. '
+        "`shown` marks the default view: at most `max_nodes` nodes a layer (by PageRank in "
+        "attribution graphs, by `count` in cluster graphs) and `max_edges` edges into a layer "
+        "(each shown node's heaviest in-edge first); the nodes and edges with `shown: false` "
+        "are kept for a view that shows everything (graphs saved before `shown` existed show "
+        "everything). `x`, `y` lay out the default view with deep layers on top (larger `y`); "
+        "`x_all` lays out all nodes. On deep networks a graph spans at most `max_layers` layers "
+        "(params), stage outputs first.", ""]
     return "\n".join(lines)

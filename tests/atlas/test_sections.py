@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import notebookcarto.analyses as analyses
+from notebookcarto import explain, featvis
 from notebookcarto.analyses.result import Result
 from notebookcarto.atlas.sections import SCHEMAS, AtlasFormatError, markdown, result_type
 
@@ -24,7 +25,8 @@ def test_every_result_type_is_registered_under_its_section():
     registered = {name: result_type(name) for name in SCHEMAS}
     for name, cls in registered.items():
         assert issubclass(cls, Result) and cls.section == name
-    exported = {getattr(analyses, n) for n in analyses.__all__}
+    packages = [analyses, explain, featvis]
+    exported = [getattr(m, n) for m in packages for n in m.__all__]
     results = {c for c in exported if isinstance(c, type) and issubclass(c, Result)
                and c is not Result}
     assert results == set(registered.values())
