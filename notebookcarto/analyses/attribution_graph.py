@@ -6,6 +6,16 @@ activation aggregation A, one PageRank-mass threshold over all layers (raised un
 but the first keeps a node with a kept in-edge), and a layered Sugiyama layout with the deep layers
 on top. The graph JSON is the one in docs/atlas-sections.md; ``attribution_graphs`` gives every
 class's graph as an ``AttributionGraphs`` result.
+
+On deep networks Summit's rules make hairballs (hundreds of nodes, thousands of edges), so by
+default (``analyses.graph_view``) a graph spans at most 9 layers (stage outputs first; the
+layers left out are bridged by bottleneck paths) and its default view shows at most 10 nodes a
+layer and 40 edges into a layer; every node and edge the threshold keeps stays in the data, with
+``"shown": false`` where the default view leaves it out.
+
+The bottleneck step (max-min composition, then top-E per channel) reads only the non-zero
+counts: each image adds at most ``top_inputs`` per row, so on GoogLeNet's 832-wide blocks (a few
+images a class) it is about ten thousand pairs where the dense composition took 160 million.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .graph_view import VIEW_DEFAULTS, graph_layers, mark_shown
 from .influence import Influence
 from .result import ClassGraphs
 
@@ -57,14 +68,15 @@ class AttributionGraph(NamedTuple):
 class _Plan:
     """What does not depend on the class: graph layers, their levels, and how they connect."""
 
-    def __init__(self, atlas, layers=None):
+    def __init__(self, atlas, layers=None, max_layers=VIEW_DEFAULTS["max_layers"]):
         if atlas.stats.num_classes is None:
             raise ValueError("this atlas has no class-wise statistics (A): build it from a "
                              "loader that yields (images, labels)")
         self.counts = {pair: np.asarray(c) for pair, c in atlas.get(Influence).counts.items()}
         pair_layers = list(dict.fromkeys(n for pair in self.counts for n in pair))
         if layers is None:
-            layers = [n for n in atlas.layers if n in pair_layers]
+            layers = graph_layers(atlas, [n for n in atlas.layers if n in pair_layers],
+                                  max_layers)
         layers = list(dict.fromkeys(layers))
         missing = [n for n in layers if n not in atlas.layers]
         if missing:
@@ -74,8 +86,7 @@ class _Plan:
             raise ValueError("no graph layers: the influence pairs name none of the atlas layers")
         chosen = set(layers)
         self.direct = [(e, l) for e, l in self.counts if e in chosen and l in chosen]
-        self.two_hop = [(e, b, l) for e, b in self.counts for b2, l in self.counts
-                        if b == b2 and e in chosen and l in chosen and b not in chosen]
+        self.two_hop = _bottleneck_paths(self.counts, chosen)  # (e, [b, ...], l)
         links = {(e, l) for e, l in self.direct} | {(e, l) for e, _, l in self.two_hop}
         linked = {n for link in links for n in link}
         lonely = [n for n in layers if n not in linked]
@@ -107,9 +118,32 @@ class _Plan:
                             for n in self.layers}
 
 
+def _bottleneck_paths(counts: dict, chosen: set) -> list[tuple[str, list, str]]:
+    """Every path e -> b1 -> ... -> bk -> l along the influence pairs from a chosen layer e to a
+    chosen layer l through layers that are not chosen (k >= 1)."""
+    following = {}
+    for e, l in counts:
+        following.setdefault(e, []).append(l)
+    paths = []
+
+    def walk(start, through, at):
+        for nxt in following.get(at, []):
+            if nxt in chosen:
+                paths.append((start, list(through), nxt))
+            elif nxt not in through and nxt != start:
+                walk(start, through + [nxt], nxt)
+
+    for e in [e for e in following if e in chosen]:
+        for b in following[e]:
+            if b not in chosen:
+                walk(e, [b], b)
+    return paths
+
+
 @dataclass(frozen=True)
 class GraphOptions:
-    """The parameters of an attribution graph (Summit's defaults); see ``attribution_graph``."""
+    """The parameters of an attribution graph (Summit's defaults, and the default view's
+    caps); see ``attribution_graph``."""
 
     damping: float = 0.85
     mass: float = 0.075
@@ -117,8 +151,17 @@ class GraphOptions:
     listed_inputs: int = 3
     direction: str = "backward"
     two_hop_edges: int | None = None
+    max_layers: int | None = VIEW_DEFAULTS["max_layers"]
+    max_nodes: int | None = VIEW_DEFAULTS["max_nodes"]
+    max_edges: int | None = VIEW_DEFAULTS["max_edges"]
 
     def __post_init__(self):
+        for name in ("max_layers", "max_nodes", "max_edges"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1 or None (no cap), got "
+                                 f"{value!r}")
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if not 0 < self.damping < 1:
@@ -132,13 +175,15 @@ def attribution_graph(atlas: "Atlas", cls, *, layers=None, **options) -> Attribu
     """Summit's attribution graph of class ``cls`` (index or name).
 
     Needs an ``Influence`` result attached (``count_influence``) first. ``options`` are those of
-    ``GraphOptions`` (Summit's defaults). ``layers``: the graph's layers (default: the atlas
-    layers in the influence pairs); pair layers left out act as bottlenecks: for E -> B -> L with
-    B not
-    shown, the edge i -> j gets weight max over b of min(I[j][b], I[b][i]), keeping per channel j
-    only its top ``two_hop_edges`` such edges (default: the mean number of non-zero direct
-    in-edges per channel of L). Where a direct and a two-hop edge join the same channels, the
-    larger weight counts.
+    ``GraphOptions`` (Summit's defaults, and the default view's caps). ``layers``: the graph's
+    layers (default: the atlas layers in the influence pairs, at most ``max_layers`` of them,
+    chosen by ``graph_view.graph_layers``: first, last and stage outputs first); pair layers left
+    out act as bottlenecks: for E -> B -> L with B not shown, the edge i -> j gets weight max
+    over b of min(I[j][b], I[b][i]) (Summit's rule; over longer paths E -> B1 -> ... -> L the
+    same max-min composition hop by hop), keeping per channel j only its top ``two_hop_edges``
+    such edges (default: the mean number of non-zero direct in-edges per channel of L, or of the
+    last hop's when L has no direct pair). Where a direct and a bottleneck edge join the same
+    channels, the larger weight counts.
 
     PageRank: personalised (``damping``), with edge weights I[y][j][i] and the personalisation
     v(l, c) = A^l[y, c] / max_c' A^l[y, c']. ``direction="backward"`` (default) walks from deep
@@ -152,19 +197,32 @@ def attribution_graph(atlas: "Atlas", cls, *, layers=None, **options) -> Attribu
     layout position (x, y in [0, 1]; deep layers on top, y = 1) and their ``listed_inputs``
     largest raw inputs by I (``top_inputs``, which may lie outside the graph). A class without
     counts in A (no images) gives an empty graph.
+
+    Default view (``graph_view.mark_shown``): per layer the ``max_nodes`` kept nodes with the
+    most PageRank, per target layer at most ``max_edges`` edges between them (each shown node's
+    heaviest in-edge first), marked ``"shown": true``; every kept node and edge stays in the
+    data. ``x``, ``y`` lay out the default view (hidden nodes where the layout of all kept nodes
+    puts them); ``x_all`` is that layout of all kept nodes. None: no cap.
     """
-    return _graph(_Plan(atlas, layers), atlas, atlas.class_index(cls), GraphOptions(**options))
+    chosen = GraphOptions(**options)
+    plan = _Plan(atlas, layers, chosen.max_layers)
+    data, pagerank = _graph(plan, atlas, atlas.class_index(cls), chosen)
+    nodes, edges = graph_frames(data)
+    return AttributionGraph(nodes, edges, data,
+                            pd.Series(pagerank, index=pd.Index(plan.ids, name="neuron"),
+                                      name="pagerank"))
 
 
-def _graph(plan: _Plan, atlas, y: int, options: GraphOptions) -> AttributionGraph:
+def _graph(plan: _Plan, atlas, y: int, options: GraphOptions) -> tuple[dict, np.ndarray]:
+    """The graph JSON of class ``y`` and the PageRank of every channel of the graph layers."""
     reset = np.concatenate([_personalisation(plan.aggregation[n][y]) for n in plan.layers])
     src, dst, weight = _edges(plan, y, options.two_hop_edges)
     name = atlas.class_names[y]
-    n_inputs, mass = options.listed_inputs, options.mass
+    mass = options.mass
     if reset.sum() <= 0:  # the class has no images in the aggregation
         pagerank = np.zeros(len(plan.ids))
         return _result(plan, y, name, np.zeros(len(plan.ids), bool), pagerank, src, dst,
-                       weight, mass, n_inputs)
+                       weight, mass, options)
     backward = options.direction == "backward"
     graph = ig.Graph(n=len(plan.ids), directed=True,
                      edges=list(zip(dst, src) if backward else zip(src, dst)))
@@ -172,7 +230,7 @@ def _graph(plan: _Plan, atlas, y: int, options: GraphOptions) -> AttributionGrap
         reset=(reset / reset.sum()).tolist(), damping=options.damping, directed=True,
         weights=weight.tolist() if len(weight) else None))
     keep, mass = _threshold(plan, pagerank, src, dst, mass, options.mass_step)
-    return _result(plan, y, name, keep, pagerank, src, dst, weight, mass, n_inputs)
+    return _result(plan, y, name, keep, pagerank, src, dst, weight, mass, options)
 
 
 def _personalisation(row: np.ndarray) -> np.ndarray:
@@ -182,14 +240,15 @@ def _personalisation(row: np.ndarray) -> np.ndarray:
 
 def _edges(plan: _Plan, y: int, two_hop_edges):
     """(src, dst, weight) node-index arrays of the class's edges, src in the earlier layer."""
-    weights = {}  # (earlier layer, later layer) -> (C_later, C_earlier) float weights
+    weights = {}  # (earlier layer, later layer) -> (C_later, C_earlier) counts
     for e, l in plan.direct:
-        weights[(e, l)] = plan.counts[(e, l)][y].astype(np.float64)
+        weights[(e, l)] = plan.counts[(e, l)][y]
     by_later = {}
-    for e, b, l in plan.two_hop:
-        second = plan.counts[(b, l)][y].astype(np.float64)  # (C_l, C_b)
-        first = plan.counts[(e, b)][y].astype(np.float64)  # (C_b, C_e)
-        w = np.minimum(second[:, :, None], first[None, :, :]).max(1)  # (C_l, C_e)
+    for e, through, l in plan.two_hop:
+        hops = [e, *through, l]
+        w = plan.counts[(hops[0], hops[1])][y]  # (C_b1, C_e)
+        for a, b in zip(hops[1:-1], hops[2:]):
+            w = _max_min(plan.counts[(a, b)][y], w)  # (C_b, C_e)
         by_later.setdefault(l, {})
         prev = by_later[l].get(e)
         by_later[l][e] = w if prev is None else np.maximum(prev, w)
@@ -197,8 +256,7 @@ def _edges(plan: _Plan, y: int, two_hop_edges):
         limit = two_hop_edges if two_hop_edges is not None else _mean_in_edges(plan, y, l)
         stacked = np.concatenate(list(sources.values()), axis=1)
         if limit < stacked.shape[1]:
-            cut = -np.sort(-stacked, axis=1)[:, limit - 1:limit] if limit > 0 else np.inf
-            stacked = np.where(stacked >= cut, stacked, 0.0)
+            stacked = _top_per_row(stacked, limit)
         start = 0
         for e, w in sources.items():
             part = stacked[:, start:start + w.shape[1]]
@@ -213,7 +271,56 @@ def _edges(plan: _Plan, y: int, two_hop_edges):
         weight.append(w[j, i])
     if not src:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    return np.concatenate(src), np.concatenate(dst), np.concatenate(weight)
+    return np.concatenate(src), np.concatenate(dst), np.concatenate(weight).astype(np.float64)
+
+
+def _top_per_row(w: np.ndarray, limit: int) -> np.ndarray:
+    """Non-negative ``w`` with the entries below each row's ``limit``-th largest set to 0 (ties
+    kept); only rows with more than ``limit`` positive entries change."""
+    if limit <= 0:
+        return np.zeros_like(w)
+    rows = np.flatnonzero((w > 0).sum(1) > limit)
+    if not len(rows):
+        return w
+    k = w.shape[1] - limit
+    part = w[rows]
+    cut = np.partition(part, k, axis=1)[:, k:k + 1]
+    out = w.copy()
+    out[rows] = np.where(part >= cut, part, 0)
+    return out
+
+
+def _max_min(second: np.ndarray, first: np.ndarray, budget: int = 1 << 20) -> np.ndarray:
+    """(C_l, C_e): max over b of min(second[j, b], first[b, i]) for non-negative weights.
+
+    Only positive entries can give a positive value, so each positive second[j, b] is paired
+    with the positive entries of row b of ``first`` (about ``budget`` pairs at a time) and the
+    pair minima are max-reduced into their (j, i); the rest stays 0.
+    """
+    out = np.zeros((second.shape[0], first.shape[1]), np.result_type(second, first))
+    rows, cols = np.nonzero(first > 0)  # row-major: the entries of row b are contiguous
+    starts = np.searchsorted(rows, np.arange(first.shape[0] + 1))
+    j, b = np.nonzero(second > 0)
+    n = starts[b + 1] - starts[b]  # pairs of each entry of second
+    j, b, n = j[n > 0], b[n > 0], n[n > 0]
+    if not len(n):
+        return out
+    total = np.cumsum(n)
+    bounds = np.unique(np.searchsorted(total, np.arange(budget, total[-1], budget)))
+    bounds = bounds[bounds > 0]
+    for lo, hi in zip([0, *bounds], [*bounds, len(n)]):
+        _max_min_pairs(out, second, first, j[lo:hi], b[lo:hi], n[lo:hi], starts, cols)
+    return out
+
+
+def _max_min_pairs(out, second, first, j, b, n, starts, cols) -> None:
+    """Max-reduce into ``out`` min(second[j, b], first[b, i]) over the positive first[b, i] of
+    the given entries (j, b) of ``second``, entry k having ``n[k]`` of them."""
+    entry = np.repeat(np.arange(len(n)), n)
+    within = np.arange(len(entry)) - np.repeat(np.cumsum(n) - n, n)
+    i = cols[starts[b][entry] + within]
+    value = np.minimum(second[j, b][entry], first[b[entry], i])
+    np.maximum.at(out, (j[entry], i), value)
 
 
 def _mean_in_edges(plan: _Plan, y: int, later: str) -> int:
@@ -221,7 +328,8 @@ def _mean_in_edges(plan: _Plan, y: int, later: str) -> int:
     any); with no direct pair into it, the same over the bottleneck hops into it."""
     direct = [plan.counts[(e, l)][y] for e, l in plan.direct if l == later]
     if not direct:
-        direct = [plan.counts[(b, l)][y] for _, b, l in plan.two_hop if l == later]
+        direct = [plan.counts[(through[-1], l)][y] for _, through, l in plan.two_hop
+                  if l == later]
     per_channel = sum((d > 0).sum(1) for d in direct)
     with_any = per_channel[per_channel > 0]
     return int(round(with_any.mean())) if len(with_any) else 0
@@ -245,28 +353,36 @@ def _threshold(plan: _Plan, pagerank, src, dst, mass, step):
         n_steps += 1
 
 
-def _result(plan: _Plan, y, name, keep, pagerank, src, dst, weight, mass, n_inputs):
+def _result(plan: _Plan, y, name, keep, pagerank, src, dst, weight, mass,
+            options: GraphOptions):
     kept = np.nonzero(keep)[0]
     kept_edges = np.nonzero(keep[src] & keep[dst])[0] if len(src) else np.zeros(0, int)
-    x, yy = _layout(plan, kept, src[kept_edges], dst[kept_edges])
     nodes = []
-    for node, px, py in zip(kept, x, yy):
+    for node in kept:
         layer = plan.layers[plan.node_layer[node]]
         channel = int(node - plan.offset[layer])
         neuron = plan.ids[node]
         nodes.append({"id": neuron, "layer": layer, "channel": channel,
                       "count": int(plan.aggregation[layer][y][channel]),
-                      "pagerank": float(pagerank[node]), "x": float(px), "y": float(py),
-                      "members": [neuron], "top_inputs": _top_inputs(plan, y, layer, channel,
-                                                                     n_inputs)})
+                      "pagerank": float(pagerank[node]), "members": [neuron],
+                      "top_inputs": _top_inputs(plan, y, layer, channel,
+                                                options.listed_inputs)})
     edges = [{"source": plan.ids[src[e]], "target": plan.ids[dst[e]],
               "weight": float(weight[e])} for e in kept_edges]
+    mark_shown(nodes, edges, mass="pagerank", max_nodes=options.max_nodes,
+               max_edges=options.max_edges)
+    x_all, yy = _layout(plan, kept, src[kept_edges], dst[kept_edges])
+    shown = np.array([n["shown"] for n in nodes], bool)
+    shown_edges = np.array([e["shown"] for e in edges], bool)
+    x = x_all.copy()
+    if shown.any() and not shown.all():
+        x[shown], _ = _layout(plan, kept[shown], src[kept_edges][shown_edges],
+                              dst[kept_edges][shown_edges])
+    for node, px, pa, py in zip(nodes, x, x_all, yy):
+        node.update(x=float(px), y=float(py), x_all=float(pa))
     data = {"class": name, "layers": list(plan.layers), "nodes": nodes, "edges": edges,
             "mass": float(mass)}
-    node_frame, edge_frame = graph_frames(data)
-    return AttributionGraph(node_frame, edge_frame, data,
-                            pd.Series(pagerank, index=pd.Index(plan.ids, name="neuron"),
-                                      name="pagerank"))
+    return data, pagerank
 
 
 def _top_inputs(plan: _Plan, y, layer, channel, n) -> list[str]:
@@ -301,11 +417,16 @@ def _layout(plan: _Plan, kept, src, dst):
 
 
 def graph_frames(data: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Nodes (index: neuron id) and edges DataFrames of a graph JSON dict."""
-    node_columns = ["layer", "channel", "count", "pagerank", "x", "y", "members", "top_inputs"]
+    """Nodes (index: neuron id) and edges DataFrames of a graph JSON dict (``shown``: in the
+    default view; graphs saved before it existed show everything)."""
+    node_columns = ["layer", "channel", "count", "pagerank", "x", "y", "members", "top_inputs",
+                    "shown", "x_all"]
     nodes = pd.DataFrame(data["nodes"], columns=["id"] + node_columns).set_index("id")
     nodes.index.name = "neuron"
-    edges = pd.DataFrame(data["edges"], columns=["source", "target", "weight"])
+    edges = pd.DataFrame(data["edges"], columns=["source", "target", "weight", "shown"])
+    for frame in (nodes, edges):
+        frame["shown"] = frame["shown"].fillna(True).astype(bool)
+    nodes["x_all"] = nodes["x_all"].fillna(nodes["x"])
     return nodes, edges
 
 
@@ -313,11 +434,11 @@ def attribution_graphs(atlas: "Atlas", classes=None, *, layers=None, progress: b
                        **options) -> AttributionGraphs:
     """The attribution graphs of several classes (default: all), as ``AttributionGraphs``;
     ``layers`` and ``options`` (``GraphOptions``) as in ``attribution_graph``."""
-    plan = _Plan(atlas, layers)
     chosen = GraphOptions(**options)
+    plan = _Plan(atlas, layers, chosen.max_layers)
     classes = range(len(atlas.class_names)) if classes is None else classes
     graphs = {}
     for cls in tqdm(list(classes), desc="attribution graphs", disable=not progress):
-        graph = _graph(plan, atlas, atlas.class_index(cls), chosen)
-        graphs[graph.data["class"]] = graph.data
+        data, _ = _graph(plan, atlas, atlas.class_index(cls), chosen)
+        graphs[data["class"]] = data
     return AttributionGraphs(graphs, dict(asdict(chosen), layers=list(plan.layers)))

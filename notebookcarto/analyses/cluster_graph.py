@@ -2,9 +2,11 @@
 2021).
 
 For one class: the top ``top_fraction`` of each layer's neurons by Summit's count A, each replaced
-by its cluster (from ``cluster_neurons``); edges join nodes of consecutive layers. Output as
+by its cluster (from ``cluster_neurons``); edges join nodes of consecutive graph layers. Output as
 pandas DataFrames and as the graph JSON of docs/atlas-sections.md; ``cluster_graphs`` gives every
-class's graph as a ``ClusterGraphs`` result.
+class's graph as a ``ClusterGraphs`` result. The same default view as the attribution graphs
+(``analyses.graph_view``): at most 9 layers on deep networks, 10 nodes a layer and 40 edges into
+a layer shown, the rest kept with ``"shown": false``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .clustering import Clusters
+from .graph_view import VIEW_DEFAULTS, graph_layers, mark_shown
 from .influence import Influence
 from .result import ClassGraphs
 
@@ -46,17 +49,18 @@ def _influence(atlas, earlier: str, later: str, k: int):
     return None if counts is None else np.asarray(counts)[k]
 
 
-def _nodes(atlas, labels, counts, top_fraction, listed_members):
-    offset = 0
+def _nodes(atlas, labels, counts, top_fraction, listed_members, layers):
     widths = [layer.channels for layer in atlas.stats.layers.values()]
     layer_of = np.repeat(np.arange(len(widths)), widths)
     ok = labels >= 0
     spans = np.unique(np.stack([labels[ok], layer_of[ok]], 1), axis=0)[:, 0]
     layer_count = np.bincount(spans, minlength=int(labels.max()) + 1 if ok.any() else 0)
+    offsets = atlas.layer_offsets
     nodes = []
-    for layer in atlas.layers:
+    for layer in layers:
         a = counts[layer]
         channels = a.size
+        offset = offsets[layer]
         lab = labels[offset:offset + channels]
         n_top = max(1, math.ceil(top_fraction * channels))
         top = np.argsort(-a, kind="stable")[:n_top]
@@ -78,7 +82,6 @@ def _nodes(atlas, labels, counts, top_fraction, listed_members):
                 "count": float(np.mean(a[members])),
                 "members": [f"{layer}:{m}" for m in members],
                 "active": [f"{layer}:{m}" for m in by_count if a[m] > 0][:listed_members]})
-        offset += channels
     return nodes
 
 
@@ -132,7 +135,10 @@ def _pagerank(nodes, edges, damping):
 
 
 def cluster_graph(atlas: "Atlas", cls, *, top_fraction: float = 0.1, listed_members: int = 10,
-                  image_labels=None, damping: float = 0.85):
+                  image_labels=None, damping: float = 0.85, layers=None,
+                  max_layers: int | None = VIEW_DEFAULTS["max_layers"],
+                  max_nodes: int | None = VIEW_DEFAULTS["max_nodes"],
+                  max_edges: int | None = VIEW_DEFAULTS["max_edges"]):
     """The cluster graph of one class (``cls``: index or name).
 
     Nodes: the top ``top_fraction`` of each layer's neurons by A for the class (only A > 0),
@@ -140,12 +146,19 @@ def cluster_graph(atlas: "Atlas", cls, *, top_fraction: float = 0.1, listed_memb
     A > 0, most counted first, at most ``listed_members``; ``count``: mean A over the members).
     Unclustered neurons are single-neuron nodes with their neuron id; a cluster node's id is
     ``"cluster:<n>"``, or ``"cluster:<n>@<layer>"`` when the cluster spans several layers.
-    Edges: between nodes of consecutive layers of the atlas, weight
+    Layers: ``layers`` (default: the atlas's, at most ``max_layers`` of them, chosen by
+    ``graph_view.graph_layers``: first, last and stage outputs first). Edges: between nodes of
+    consecutive graph layers, weight
     sum over n in G, n' in G' of I[class][n][n'] / (|G| |G'|), with Summit's influence counts
     from the atlas section ``"influence"`` when it holds that layer pair, else the same mean
     over member pairs of the number of top images the two neurons share (restricted to images
     of the class when ``image_labels``, the label of every image id, is given). ``pagerank``:
     personalised PageRank (``damping``) restarting in proportion to ``count``.
+
+    Default view (``graph_view.mark_shown``): per layer the ``max_nodes`` nodes with the largest
+    ``count``, per target layer at most ``max_edges`` edges between them, marked ``"shown":
+    true``; the others stay in the data. ``x``, ``y`` lay out the default view, ``x_all`` all
+    nodes. None: no cap.
 
     Returns ``(nodes, edges, graph)``: two DataFrames and the JSON-ready dict.
     """
@@ -154,7 +167,15 @@ def cluster_graph(atlas: "Atlas", cls, *, top_fraction: float = 0.1, listed_memb
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction!r}")
     labels = np.asarray(atlas.get(Clusters).labels, dtype=np.int64)
     counts = _counts(atlas, k)
-    nodes = _nodes(atlas, labels, counts, top_fraction, listed_members)
+    if layers is None:
+        layers = graph_layers(atlas, atlas.layers, max_layers)
+    layers = list(layers)
+    unknown = [name for name in layers if name not in atlas.layers]
+    if unknown:
+        raise KeyError(f"graph layer(s) {unknown} are not in the atlas (it has {atlas.layers})")
+    order = {name: i for i, name in enumerate(atlas.layers)}
+    layers = sorted(dict.fromkeys(layers), key=order.get)
+    nodes = _nodes(atlas, labels, counts, top_fraction, listed_members, layers)
 
     keep_images = None
     if image_labels is not None:
@@ -174,7 +195,6 @@ def cluster_graph(atlas: "Atlas", cls, *, top_fraction: float = 0.1, listed_memb
         return cache[(layer, channel)]
 
     edges = []
-    layers = atlas.layers
     for earlier, later in zip(layers[:-1], layers[1:]):
         lower = [n for n in nodes if n["layer"] == earlier]
         upper = [n for n in nodes if n["layer"] == later]
@@ -194,21 +214,27 @@ def cluster_graph(atlas: "Atlas", cls, *, top_fraction: float = 0.1, listed_memb
                     edges.append({"source": low["id"], "target": up["id"], "weight": weight,
                                   "kind": kind})
 
-    graph_layers = [layer for layer in layers if any(n["layer"] == layer for n in nodes)]
-    _layout(nodes, edges, graph_layers)
+    used = [layer for layer in layers if any(n["layer"] == layer for n in nodes)]
     for n, rank in zip(nodes, _pagerank(nodes, edges, damping) if nodes else []):
         n["pagerank"] = float(rank)
     for n in nodes:
         inputs = sorted((e for e in edges if e["target"] == n["id"]),
                         key=lambda e: (-e["weight"], e["source"]))
         n["top_inputs"] = [e["source"] for e in inputs[:3]]
+    mark_shown(nodes, edges, mass="count", max_nodes=max_nodes, max_edges=max_edges)
+    _layout(nodes, edges, used)
+    for n in nodes:
+        n["x_all"] = n["x"]
+    shown = [n for n in nodes if n["shown"]]
+    if len(shown) < len(nodes):  # every used layer keeps a shown node: the same heights
+        _layout(shown, [e for e in edges if e["shown"]], used)
 
     columns = ["id", "layer", "kind", "cluster", "size", "count", "pagerank", "x", "y",
-               "members", "active", "top_inputs"]
+               "members", "active", "top_inputs", "shown", "x_all"]
     node_df = pd.DataFrame([{c: n[c] for c in columns} for n in nodes], columns=columns)
     node_df = node_df.set_index("id")
-    edge_df = pd.DataFrame(edges, columns=["source", "target", "weight", "kind"])
-    graph = {"class": atlas.class_names[k], "layers": graph_layers,
+    edge_df = pd.DataFrame(edges, columns=["source", "target", "weight", "kind", "shown"])
+    graph = {"class": atlas.class_names[k], "layers": used,
              "nodes": [{c: n[c] for c in columns} for n in nodes],
              "edges": [dict(e) for e in edges]}
     return node_df, edge_df, graph
@@ -222,7 +248,9 @@ def cluster_graphs(atlas: "Atlas", classes=None, **options) -> ClusterGraphs:
     for cls in chosen:
         k = atlas.class_index(cls)
         graphs[atlas.class_names[k]] = cluster_graph(atlas, k, **options)[2]
+    defaults = {"max_layers": VIEW_DEFAULTS["max_layers"], "max_nodes": VIEW_DEFAULTS["max_nodes"],
+                "max_edges": VIEW_DEFAULTS["max_edges"]}
     params = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-              for k, v in options.items() if k != "image_labels"}
+              for k, v in {**defaults, **options}.items() if k != "image_labels"}
     params["class_images_only"] = options.get("image_labels") is not None
     return ClusterGraphs(graphs, params)

@@ -137,8 +137,8 @@ def test_all_graphs_saved_with_the_atlas(circuit, tmp_path):
     first = stored[data.classes[model.and_class]]
     assert set(first) >= {"class", "layers", "nodes", "edges"}
     assert set(first["nodes"][0]) >= {"id", "layer", "count", "pagerank", "x", "y", "members",
-                                      "top_inputs"}
-    assert set(first["edges"][0]) == {"source", "target", "weight"}
+                                      "top_inputs", "shown", "x_all"}
+    assert set(first["edges"][0]) == {"source", "target", "weight", "shown"}
     nodes, edges = graph_frames(first)
     assert loaded.get(AttributionGraphs).frames(first["class"])[0].equals(nodes)
     again = attribution_graph(loaded, model.and_class)
@@ -189,7 +189,8 @@ def test_two_hop_bottleneck_edges():
     for y in range(k):
         graph = attribution_graph(atlas, y, mass=1.0)  # keep every node with PageRank > 0
         assert graph.data["layers"] == ["E", "L"]
-        got = {(s, t): w for s, t, w in graph.edges.itertuples(index=False)}
+        got = {(s, t): w for s, t, w in
+               graph.edges[["source", "target", "weight"]].itertuples(index=False)}
         want = {}
         for j in range(3):
             two_hop = [max(min(i_bl[y, j, b], i_eb[y, b, i]) for b in range(4)) for i in range(6)]
@@ -234,6 +235,9 @@ def test_resnet20_every_class_graph_spans_every_layer(shared, two_threads):
               f"{graph['mass']:.3f}, nodes per layer {list(per_layer.values())}")
         assert min(per_layer.values()) >= 1, (name, per_layer)
         assert graph["edges"]
+        # the default view: about Summit's published sizes (39 to 91 nodes)
+        shown = sum(node["shown"] for node in graph["nodes"])
+        assert 20 <= shown <= 100 and sum(e["shown"] for e in graph["edges"]) <= 400, name
 
 
 # -- bad input ------------------------------------------------------------------------------------
