@@ -9,6 +9,7 @@ import { renderSidebar } from "./sidebar/index.js";
 import { renderExplorer } from "./explorer/index.js";
 import { renderDissection } from "./dissection/index.js";
 import { renderTimeline } from "./timeline/index.js";
+import { renderExplanation } from "./explanation/index.js";
 
 const VIEWS = {
   scatter: renderScatter,
@@ -18,6 +19,7 @@ const VIEWS = {
   explorer: renderExplorer,
   dissection: renderDissection,
   timeline: renderTimeline,
+  explanation: renderExplanation,
 };
 
 async function render({ model, el, host, signal }) {

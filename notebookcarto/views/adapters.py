@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["GRAPHS", "class_layouts", "class_similarity", "cluster_labels", "concept_labels",
            "confusion", "dissection_masks", "dissection_summary", "dissection_units",
-           "embedding_layout", "feature_visualizations", "graph_json", "graphs", "influence_pair",
-           "neighbours", "note", "patches", "require", "result"]
+           "embedding_layout", "explanation", "feature_visualizations", "graph_json", "graphs",
+           "influence_pair", "neighbours", "note", "patches", "require", "result"]
 
 # graph kinds the graph view shows, and the results that hold them
 GRAPHS = {"attribution": "attribution_graphs", "cluster": "cluster_graphs"}
@@ -226,6 +226,62 @@ def dissection_masks(atlas: "Atlas"):
     if not images:
         return None
     return np.concatenate(images), np.concatenate(ids), np.concatenate(neurons)
+
+
+# ---- explanations of single predictions -------------------------------------------------------
+
+def explanation(atlas: "Atlas") -> dict | None:
+    """The ``Explanation`` as plain arrays, one row per explained image, or None without one
+    (or with no image): ``image_ids``, ``targets``, ``labels`` (-1: unknown), ``predictions``
+    (int32 (n,)), ``probabilities`` (float32 (n,)), ``images`` (uint8 (n, H, W, 3)),
+    ``methods`` and ``mask_methods`` (names), ``heatmaps`` (one float32 (n, h, w) per method,
+    higher = more salient), ``fractions`` (float32 (k,)), ``deletion`` / ``insertion``
+    (float32 (methods, n, k)), ``deletion_auc`` / ``insertion_auc`` (float32 (methods, n)),
+    and ``units`` (None without them): ``layer``, ``neurons`` (int32 (n, u) indices in
+    ``atlas.neuron_ids``, -1 for none), ``contributions``, ``coverage`` (float32 (n, u), NaN:
+    no mask), ``maps`` (float32 (n, u, h, w); None for layers without positions),
+    ``labels`` and ``cluster_labels`` (lists of strings, "" for none) and ``coverage_of`` (the
+    method whose mask the coverage measures);
+    ``patch_rows`` (int32 (neurons, n_patches), or None without patches): the row of each
+    example patch's image in these arrays, -1 where that image was not explained."""
+    found = result(atlas, "explanation")
+    if found is None or not len(found):
+        return None
+    methods = [str(m) for m in found.methods]
+    out = {"image_ids": np.asarray(found.image_ids, np.int32),
+           "targets": np.asarray(found.targets, np.int32),
+           "labels": np.asarray(found.labels, np.int32),
+           "predictions": np.asarray(found.predictions, np.int32),
+           "probabilities": np.asarray(found.probabilities, np.float32),
+           "images": np.asarray(found.images, np.uint8), "methods": methods,
+           "mask_methods": [str(m) for m in found.mask_methods],
+           "heatmaps": [np.asarray(found.saliency[m], np.float32) for m in methods],
+           "fractions": np.asarray(found.fractions, np.float32), "units": None,
+           "patch_rows": None}
+    examples = patches(atlas)
+    if examples is not None:
+        # each patch's image id -> its row here, by a search in the sorted explained ids
+        ids, images = np.asarray(found.image_ids), np.asarray(examples.images)
+        order = np.argsort(ids)
+        at = np.minimum(np.searchsorted(ids[order], images), len(ids) - 1)
+        out["patch_rows"] = np.where(ids[order][at] == images, order[at], -1).astype(np.int32)
+    for name in ("deletion", "insertion", "deletion_auc", "insertion_auc"):
+        out[name] = np.stack([np.asarray(getattr(found, name)[m], np.float32) for m in methods])
+    units = found.units
+    if units is not None:
+        lookup = {nid: i for i, nid in enumerate(atlas.neuron_ids)}
+        neurons = np.array([[lookup.get(str(v), -1) for v in row] for row in units.neurons],
+                           np.int32).reshape(units.channels.shape)
+        neurons[np.asarray(units.channels) < 0] = -1
+        maps = np.asarray(units.maps, np.float32)
+        out["units"] = {"layer": str(units.layer), "neurons": neurons,
+                        "contributions": np.asarray(units.contributions, np.float32),
+                        "coverage": np.asarray(units.coverage, np.float32),
+                        "maps": maps if maps.ndim == 4 else None,
+                        "labels": [[str(v) for v in row] for row in units.labels],
+                        "cluster_labels": [[str(v) for v in row] for row in units.cluster_labels],
+                        "coverage_of": str(found.coverage_of or "")}
+    return out
 
 
 # ---- statistics for figures --------------------------------------------------------------------

@@ -10,6 +10,7 @@ from .base import View
 from .charts import selection_chart
 from .data import AtlasData
 from .dissection import DissectionPanel
+from .explanation import ExplanationView
 from .export import close_widgets, save_html
 from .gallery import PatchGallery
 from .graph import AttributionGraph
@@ -21,13 +22,16 @@ __all__ = ["Explorer", "show", "to_html"]
 
 
 class Explorer(View):
-    """The class sidebar, projection scatter, attribution graph, patch gallery, Plotly chart
-    and (with a dissection) the dissection panel of an Atlas, all sharing one
+    """The class sidebar, projection scatter, attribution graph, patch gallery, Plotly chart,
+    (with a dissection) the dissection panel and (with an explanation) the explanation view
+    of an Atlas, all sharing one
     ``SelectionModel`` (``explorer.state``): selecting or hovering in any of them shows in all.
     ``explorer.selection`` reads the selected neurons (ids with ``.frame``, a DataFrame, and
     ``.to_csv()``) and sets them; ``explorer.selected_class`` likewise for the class. The parts
-    are ``explorer.scatter``, ``.graph``, ``.gallery``, ``.sidebar``, ``.chart`` and
-    ``.dissection``; keyword dicts ``scatter=``, ``graph=``, ... pass options to them.
+    are ``explorer.scatter``, ``.graph``, ``.gallery``, ``.sidebar``, ``.chart``,
+    ``.dissection`` and ``.explanation``; keyword dicts ``scatter=``, ``graph=``, ... pass
+    options to them. A click on a gallery exemplar whose image the atlas explains shows its
+    explanation.
 
     The front end lays the parts out by the width of the Explorer's own container (three
     columns, two, or one below about 760 px) and follows the JupyterLab theme (or, in an
@@ -42,11 +46,13 @@ class Explorer(View):
     sidebar = anywidget.WidgetTrait().tag(sync=True)
     chart = anywidget.WidgetTrait().tag(sync=True)
     dissection = anywidget.WidgetTrait().tag(sync=True)
+    explanation = anywidget.WidgetTrait().tag(sync=True)
 
     def __init__(self, atlas, *, title: str | None = None, charts: bool = True,
                  scatter: dict | None = None, graph: dict | None = None,
                  gallery: dict | None = None, sidebar: dict | None = None,
-                 dissection: dict | None = None, data: AtlasData | None = None,
+                 dissection: dict | None = None, explanation: dict | None = None,
+                 data: AtlasData | None = None,
                  state: SelectionModel | None = None):
         state = state or SelectionModel(cls=0 if atlas.stats.num_classes else -1)
         data = data or AtlasData.from_atlas(atlas)
@@ -60,6 +66,8 @@ class Explorer(View):
             parts["chart"] = selection_chart(atlas, state)
         if atlas.has("dissection"):
             parts["dissection"] = DissectionPanel(atlas, **(dissection or {}), **shared)
+        if atlas.has("explanation"):
+            parts["explanation"] = ExplanationView(atlas, **(explanation or {}), **shared)
         if title is None:
             info = atlas.model_info.get("class", "model")
             title = f"{info}: {len(atlas.layers)} layers, {len(atlas.neuron_ids)} neurons"

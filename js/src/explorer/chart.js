@@ -27,7 +27,8 @@ export function relayout(chart, data) {
   chart.set("_py2js_relayout", { relayout_data: data, layout_edit_id: null, source_view_id: "notebookcarto" });
 }
 
-function restyle(chart, data, traces) {
+/** Restyle traces of the Plotly widget `chart` in this page. */
+export function restyle(chart, data, traces) {
   chart.set("_py2js_restyle", { restyle_data: data, restyle_traces: traces, source_view_id: "notebookcarto" });
 }
 

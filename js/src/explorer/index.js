@@ -1,9 +1,11 @@
 // Explorer: the views composed in one layout; they share one selection model. The layout follows
 // the Explorer's own width (a notebook's output area, not the window): three columns, two, or
-// one. The Plotly chart gets its panel's width and the theme's colours.
+// one. The Plotly chart gets its panel's width and the theme's colours; a click on an explained
+// exemplar in the gallery shows its explanation.
 import { h, listen } from "../util.js";
 import { followTheme } from "../theme.js";
 import { followOffline, styleChart, whenPlotted } from "./chart.js";
+import { followExemplars } from "./exemplars.js";
 
 const PARTS = [
   ["sidebar", "nc-area-sidebar"],
@@ -12,6 +14,7 @@ const PARTS = [
   ["gallery", "nc-area-gallery"],
   ["chart", "nc-area-chart"],
   ["dissection", "nc-area-dissection"],
+  ["explanation", "nc-area-explanation"],
 ];
 // the narrowest Explorer width of each layout (px); below the last: one column
 const LAYOUTS = [["wide", 1180], ["medium", 760], ["narrow", 0]];
@@ -55,6 +58,9 @@ export async function renderExplorer({ model, el, host, signal }) {
     }));
   }
   await Promise.all(jobs);
+  if (slots.gallery && slots.explanation) {
+    followExemplars(slots.gallery, await host.getModel(model.get("explanation")), slots.explanation, signal);
+  }
   if (model.get("chart") && slots.chart) {
     const chart = await host.getModel(model.get("chart"));
     if (await whenPlotted(slots.chart, signal)) {

@@ -1,0 +1,92 @@
+// ExplanationView: the chosen explained image with a method's heatmap over it (opacity slider,
+// method switch), the deletion and insertion curves with their AUCs, and the units that
+// carried the prediction; a click on a unit selects its neuron in every linked view.
+import { array, fillNotes, h, listen, neuronIndex, segmented, select, setTrait } from "../util.js";
+import * as P from "../patches.js";
+import { followTheme } from "../theme.js";
+import { renderCurves } from "./curves.js";
+import { drawOver, heatCanvas, imageCanvas } from "./heatmap.js";
+import { drawUnits, markUnits } from "./units.js";
+
+const PX = 240;  // the image on the page
+
+/** The label of explained image `r` in the image selector. */
+function imageLabel(model, names, r) {
+  const name = (k) => (k >= 0 && k < names.length ? names[k] : k < 0 ? "?" : `class ${k}`);
+  const id = array(model.get("image_ids"), "int32")[r];
+  const target = array(model.get("targets"), "int32")[r];
+  const label = array(model.get("labels"), "int32")[r];
+  const p = array(model.get("probabilities"), "float32")[r];
+  return `image ${id}: ${name(target)} (${(100 * p).toFixed(0)}%)${label >= 0 ? `, label ${name(label)}` : ""}`;
+}
+
+export async function renderExplanation({ model, el, host, signal }) {
+  const state = await host.getModel(model.get("state"));
+  const data = await host.getModel(model.get("data"));
+  const e = { model, state, index: neuronIndex(data), sheets: P.sheets(data) };
+  const root = h("div", { class: "nc-view nc-explanation" });
+  const toolbar = h("div", { class: "nc-toolbar" });
+  const canvas = h("canvas", { class: "nc-explanation-canvas" });
+  const chart = h("div", { class: "nc-explanation-chart" });
+  const aucs = h("div", { class: "nc-auc" });
+  const units = h("div", { class: "nc-xunits" });
+  const notes = h("div", { class: "nc-notes" });
+  root.append(toolbar, h("div", { class: "nc-explanation-body" },
+    h("div", { class: "nc-explanation-figure" }, canvas),
+    h("div", { class: "nc-explanation-curves" }, chart, aucs)), units, notes);
+  el.appendChild(root);
+  const setHeight = () => { root.style.height = model.get("height") > 0 ? `${model.get("height")}px` : ""; };
+  setHeight();
+  fillNotes(notes, model.get("notes") || []);
+  const ids = array(model.get("image_ids"), "int32");
+  if (!ids.length) {
+    root.insertBefore(h("div", { class: "nc-message", text: "No explanation in this atlas." }), notes);
+    root.dataset.ready = "1";
+    return () => root.remove();
+  }
+  const row = () => Math.max(0, ids.indexOf(model.get("image")));
+  let image = null;  // the chosen image as a canvas
+
+  function buildToolbar() {
+    const names = data.get("class_names") || [];
+    const images = select(Array.from(ids, (id, r) => ({ value: id, label: imageLabel(model, names, r) })),
+      model.get("image"), (value) => setTrait(model, "image", Number(value)), "the explained image");
+    images.classList.add("nc-explanation-image");
+    const methods = (model.get("methods") || []).map((m) => [m, m, `the ${m} heatmap`]);
+    const slider = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: model.get("opacity"), class: "nc-opacity", title: "the heatmap's opacity" });
+    slider.addEventListener("input", () => setTrait(model, "opacity", Number(slider.value)));
+    toolbar.replaceChildren(h("span", { class: "nc-title", text: "Explanation" }), images,
+      segmented(model, "method", methods, "method", { cls: "nc-methods", title: "the heatmap shown" }),
+      h("label", { class: "nc-check" }, "opacity", slider));
+  }
+  const drawHeat = () => {
+    const i = (model.get("methods") || []).indexOf(model.get("method"));
+    const maps = model.get("heatmaps") || [];
+    const values = i >= 0 && maps[i] ? array(maps[i], "float32") : null;
+    const heat = values && heatCanvas(values, row() * values.shape[1] * values.shape[2], values.shape[1], values.shape[2]);
+    drawOver(canvas, image, heat, model.get("opacity"), PX);
+    canvas.dataset.method = model.get("method");
+    canvas.dataset.opacity = String(model.get("opacity"));
+  };
+  const curves = renderCurves({ model, host, slot: chart, table: aucs, row, signal });
+  const drawImage = () => {
+    image = imageCanvas(array(model.get("images"), "uint8"), row());
+    canvas.dataset.image = String(model.get("image"));
+    drawHeat();
+    drawUnits(e, units, row(), image);
+    curves.update();
+  };
+  followTheme(el, (theme) => curves.style(theme), signal);
+  listen(model, ["change:image"], () => { buildToolbar(); drawImage(); }, signal);
+  listen(model, ["change:method"], () => { buildToolbar(); drawHeat(); curves.update(); }, signal);
+  listen(model, ["change:opacity"], drawHeat, signal);
+  listen(model, ["change:height"], setHeight, signal);
+  listen(state, ["change:neurons"], () => markUnits(e, units), signal);
+  buildToolbar();
+  drawImage();
+  await curves.ready;
+  root.dataset.ready = "1";
+  const cleanup = () => root.remove();
+  signal?.addEventListener("abort", cleanup);
+  return cleanup;
+}
