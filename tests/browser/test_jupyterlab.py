@@ -26,12 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ARTIFACTS, launch, shared_cache
+from helpers import ARTIFACTS, shared_cache
 from pages import canvas_colour, low_contrast, luminance, parse_colour
 
 pytest.importorskip("playwright.sync_api")
 jupyter_client = pytest.importorskip("jupyter_client")
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 240_000
@@ -186,80 +185,78 @@ def check_fit(page, theme):
 
 @pytest.mark.parametrize("lab, width", [("light", 1600), ("dark", 1100)], indirect=["lab"],
                          ids=["light-wide", "dark-narrow"])
-def test_quickstart_live_in_jupyterlab(lab, width, request):
+def test_quickstart_live_in_jupyterlab(lab, width, request, browser):
     theme = request.node.callspec.params["lab"]
     url, runtime = lab
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        page = browser.new_page(viewport={"width": width, "height": 1300})
-        page.set_default_timeout(TIMEOUT)
-        errors = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto(f"{url}/lab/tree/quickstart.ipynb")
-        client = None
-        try:
-            page.wait_for_selector(".jp-Notebook .jp-Cell")
-            if width < 1400:  # a narrow notebook: the file browser open beside it
-                if not page.locator(".jp-FileBrowser").first.is_visible():
-                    page.locator(".jp-SideBar [data-id='filebrowser']").first.click()
-                page.wait_for_selector(".jp-FileBrowser", state="visible")
-            wait_for_kernel(url)
-            page.locator(".jp-Notebook .jp-Cell").first.click()
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            page.wait_for_selector(".nc-explorer[data-ready='1']")
-            page.wait_for_selector(".nc-scatter[data-drawn]")
-            page.get_by_text("notebookcarto-quickstart.html").first.wait_for()  # last cell ran
-            page.wait_for_selector(".nc-slot[data-part=chart] .main-svg")
-            page.wait_for_timeout(500)
-            page.locator(".nc-explorer").first.scroll_into_view_if_needed()
-            check_fit(page, theme)
-            client = kernel_client(url, runtime)
-            before = run_in_kernel(client, "print(list(explorer.selection))")
-            assert "block4:" in before  # the notebook set it from Python; the views show it
-            page.wait_for_selector(".nc-gallery-row[data-neuron^='block4:']")
+    page = browser.new_page(viewport={"width": width, "height": 1300})
+    page.set_default_timeout(TIMEOUT)
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(f"{url}/lab/tree/quickstart.ipynb")
+    client = None
+    try:
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        if width < 1400:  # a narrow notebook: the file browser open beside it
+            if not page.locator(".jp-FileBrowser").first.is_visible():
+                page.locator(".jp-SideBar [data-id='filebrowser']").first.click()
+            page.wait_for_selector(".jp-FileBrowser", state="visible")
+        wait_for_kernel(url)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        page.wait_for_selector(".nc-explorer[data-ready='1']")
+        page.wait_for_selector(".nc-scatter[data-drawn]")
+        page.get_by_text("notebookcarto-quickstart.html").first.wait_for()  # last cell ran
+        page.wait_for_selector(".nc-slot[data-part=chart] .main-svg")
+        page.wait_for_timeout(500)
+        page.locator(".nc-explorer").first.scroll_into_view_if_needed()
+        check_fit(page, theme)
+        client = kernel_client(url, runtime)
+        before = run_in_kernel(client, "print(list(explorer.selection))")
+        assert "block4:" in before  # the notebook set it from Python; the views show it
+        page.wait_for_selector(".nc-gallery-row[data-neuron^='block4:']")
 
-            # interact: click a node of the graph -> the kernel sees the new selection
-            page.locator(".nc-graph .nc-fit").click()  # all of the graph in view
-            node = page.locator(".nc-graph .nc-node").last
-            node.scroll_into_view_if_needed()
-            neuron = node.get_attribute("data-id")
-            node.click()
-            page.wait_for_selector(f".nc-gallery-row[data-neuron='{neuron}']")
-            deadline = time.monotonic() + 60
-            while True:
-                now = run_in_kernel(client, "print(list(explorer.selection))")
-                if now.strip() == str([neuron]):
-                    break
-                assert time.monotonic() < deadline, f"kernel selection stayed {now!r}"
-                time.sleep(0.5)
-            frame = run_in_kernel(client, "print(explorer.selection.frame.index.tolist())")
-            assert neuron in frame
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.locator(".nc-explorer").first.screenshot(path=str(ARTIFACTS / f"lab-click-{theme}.png"))
+        # interact: click a node of the graph -> the kernel sees the new selection
+        page.locator(".nc-graph .nc-fit").click()  # all of the graph in view
+        node = page.locator(".nc-graph .nc-node").last
+        node.scroll_into_view_if_needed()
+        neuron = node.get_attribute("data-id")
+        node.click()
+        page.wait_for_selector(f".nc-gallery-row[data-neuron='{neuron}']")
+        deadline = time.monotonic() + 60
+        while True:
+            now = run_in_kernel(client, "print(list(explorer.selection))")
+            if now.strip() == str([neuron]):
+                break
+            assert time.monotonic() < deadline, f"kernel selection stayed {now!r}"
+            time.sleep(0.5)
+        frame = run_in_kernel(client, "print(explorer.selection.frame.index.tolist())")
+        assert neuron in frame
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".nc-explorer").first.screenshot(path=str(ARTIFACTS / f"lab-click-{theme}.png"))
 
-            # set it from Python -> every view follows
-            run_in_kernel(client, "explorer.selection = ['block2:5', 'block3:1']\n"
-                                  "explorer.selected_class = test.classes[3]")
-            page.wait_for_selector(".nc-gallery-row[data-neuron='block2:5']")
-            page.wait_for_selector(".nc-gallery-row[data-neuron='block3:1']")
-            page.wait_for_selector(".nc-class-row.nc-on[data-cls='3']")
-            expected = run_in_kernel(client, "print([atlas.neuron_ids.index(i) for i in "
-                                             "('block2:5', 'block3:1')])")
-            page.wait_for_function(
-                "(want) => { const s = document.querySelector('.nc-scatter').ncScatter.selected();"
-                " return JSON.stringify(s.slice().sort((a, b) => a - b)) === want; }",
-                arg=json.dumps(sorted(json.loads(expected))).replace(" ", ""))
-            placeholder = page.get_attribute(".nc-class-search", "placeholder")
-            assert placeholder == run_in_kernel(client, "print(test.classes[3], end='')")
-            page.locator(".nc-explorer").first.screenshot(path=str(ARTIFACTS / f"lab-{theme}.png"))
-            page.screenshot(path=str(ARTIFACTS / f"lab-window-{theme}.png"))
-        except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"lab-failure-{theme}.png"), full_page=True)
-            raise
-        finally:
-            if client is not None:
-                client.stop_channels()
-            browser.close()
+        # set it from Python -> every view follows
+        run_in_kernel(client, "explorer.selection = ['block2:5', 'block3:1']\n"
+                              "explorer.selected_class = test.classes[3]")
+        page.wait_for_selector(".nc-gallery-row[data-neuron='block2:5']")
+        page.wait_for_selector(".nc-gallery-row[data-neuron='block3:1']")
+        page.wait_for_selector(".nc-class-row.nc-on[data-cls='3']")
+        expected = run_in_kernel(client, "print([atlas.neuron_ids.index(i) for i in "
+                                         "('block2:5', 'block3:1')])")
+        page.wait_for_function(
+            "(want) => { const s = document.querySelector('.nc-scatter').ncScatter.selected();"
+            " return JSON.stringify(s.slice().sort((a, b) => a - b)) === want; }",
+            arg=json.dumps(sorted(json.loads(expected))).replace(" ", ""))
+        placeholder = page.get_attribute(".nc-class-search", "placeholder")
+        assert placeholder == run_in_kernel(client, "print(test.classes[3], end='')")
+        page.locator(".nc-explorer").first.screenshot(path=str(ARTIFACTS / f"lab-{theme}.png"))
+        page.screenshot(path=str(ARTIFACTS / f"lab-window-{theme}.png"))
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"lab-failure-{theme}.png"), full_page=True)
+        raise
+    finally:
+        if client is not None:
+            client.stop_channels()
+        page.close()
     assert not errors, errors
