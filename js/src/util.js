@@ -157,6 +157,20 @@ export function neuronIndex(data) {
   };
 }
 
+/**
+ * The residual streams of the AtlasData model `data`: `ids` (int32, an index of `names` per
+ * neuron, -1 for none; empty when the atlas has no streams) and the stream `names`.
+ */
+export function streams(data) {
+  return { ids: array(data.get("stream"), "int32"), names: data.get("stream_names") || [] };
+}
+
+/** The name of neuron `i`'s residual stream, "" for none. */
+export function streamName(data, i) {
+  const { ids, names } = streams(data);
+  return ids[i] >= 0 ? names[ids[i]] ?? "" : "";
+}
+
 // ---- colours -------------------------------------------------------------------------------
 // (the palettes are in palettes.js)
 function hex(c) { return [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)); }

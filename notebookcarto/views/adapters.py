@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["GRAPHS", "class_layouts", "class_similarity", "cluster_labels", "concept_labels",
            "confusion", "dissection_masks", "dissection_summary", "dissection_units",
            "embedding_layout", "explanation", "feature_visualizations", "graph_json", "graphs",
-           "influence_pair", "neighbours", "note", "patches", "require", "result"]
+           "influence_pair", "neighbours", "note", "patches", "require", "result",
+           "stream_labels"]
 
 # graph kinds the graph view shows, and the results that hold them
 GRAPHS = {"attribution": "attribution_graphs", "cluster": "cluster_graphs"}
@@ -71,6 +72,22 @@ def concept_labels(atlas: "Atlas") -> tuple[np.ndarray | None, list[str], str]:
         return labels, [str(c) for c in exemplar.shares.columns], \
             "exemplar concepts: the concept most of the top images hold"
     return None, [], ""
+
+
+def stream_labels(atlas: "Atlas") -> tuple[np.ndarray, list[str]] | None:
+    """(per-neuron index into the names with -1 for none, the distinct residual stream names,
+    sorted) from the ``stream`` column of ``atlas.neurons``; None without that column or with
+    no neuron on a stream."""
+    table = atlas.neurons
+    if "stream" not in table:
+        return None
+    raw = table["stream"].fillna("").astype(str).to_numpy()
+    names, index = np.unique(raw, return_inverse=True)
+    if names.size and names[0] == "":  # "" sorts first: no stream -> -1
+        names, index = names[1:], index - 1
+    if not names.size:
+        return None
+    return index.astype(np.int32), names.tolist()
 
 
 def embedding_layout(atlas: "Atlas"):

@@ -148,6 +148,8 @@ class AtlasData(anywidget.AnyWidget):
     concept_names = t.List(t.Unicode()).tag(sync=True)
     concept_source = t.Unicode("").tag(sync=True)
     iou = Array("float32", ndim=1).tag(sync=True)  # the dissection's best IoU, NaN: none
+    stream = Array("int32", ndim=1).tag(sync=True)  # residual stream, an index of stream_names
+    stream_names = t.List(t.Unicode()).tag(sync=True)
     neighbors = Array("uint32", ndim=2).tag(sync=True)  # (neurons, n_neighbors)
     n_neighbors = t.Int(0).tag(sync=True)
     # Summit's A per class, scaled per layer, as CSR
@@ -200,6 +202,9 @@ class AtlasData(anywidget.AnyWidget):
         labels, names, source = adapters.concept_labels(atlas)
         if labels is not None:
             state.update(concept=labels, concept_names=names, concept_source=source)
+        streams = adapters.stream_labels(atlas)
+        if streams is not None:
+            state.update(stream=streams[0], stream_names=streams[1])
         units = adapters.dissection_units(atlas)
         if units is not None:
             state["iou"] = units["iou"]

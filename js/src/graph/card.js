@@ -1,7 +1,7 @@
 // The node card: a neuron's patches, or a cluster's members with theirs, beside the node's
-// feature visualisation when the atlas has one; pinned (on click) it lists the node's top-3
+// feature visualisation when the atlas has one, and the node's residual stream; pinned (on click) it lists the node's top-3
 // inputs, which select their neurons.
-import { clear, formatCount, formatValue, h, setShared } from "../util.js";
+import { clear, formatCount, formatValue, h, setShared, streams } from "../util.js";
 import * as P from "../patches.js";
 
 const ORIGIN = "graph";
@@ -11,17 +11,30 @@ export function members(g, node) {
   return node.members.map((m) => g.index.index(m)).filter((i) => i >= 0);
 }
 
-/** The concept of a node: its neuron's, or the one most of a cluster's members have. */
-export function nodeConcept(g, ids) {
-  const { concepts, conceptNames } = g;
-  if (concepts.length !== g.index.count) return "";
+/**
+ * The label of a node from per-neuron `labels` (indices of `names`, -1 for none): its neuron's,
+ * or the one most of a cluster's members have, with how many; "" for none.
+ */
+function nodeLabel(g, ids, labels, names) {
+  if (labels.length !== g.index.count) return "";
   const tally = new Map();
-  for (const i of ids) if (concepts[i] >= 0) tally.set(concepts[i], (tally.get(concepts[i]) || 0) + 1);
+  for (const i of ids) if (labels[i] >= 0) tally.set(labels[i], (tally.get(labels[i]) || 0) + 1);
   let best = -1, most = 0;
   for (const [c, m] of tally) if (m > most) { best = c; most = m; }
   if (best < 0) return "";
-  const name = conceptNames[best] ?? "";
+  const name = names[best] ?? "";
   return ids.length > 1 ? `${name} (${most} of ${ids.length})` : name;
+}
+
+/** The concept of a node: its neuron's, or the one most of a cluster's members have. */
+export function nodeConcept(g, ids) {
+  return nodeLabel(g, ids, g.concepts, g.conceptNames);
+}
+
+/** The residual stream of a node: its neuron's, or the one most of a cluster's members are on. */
+function nodeStream(g, ids) {
+  const { ids: labels, names } = streams(g.data);
+  return nodeLabel(g, ids, labels, names);
 }
 
 function patches(g, ids) {
@@ -79,6 +92,8 @@ export function showCard(g, id) {
   card.appendChild(h("div", { class: "nc-card-sub", text: facts.join(" · ") }));
   const concept = nodeConcept(g, ids);
   if (concept) card.appendChild(h("div", { class: "nc-card-sub nc-card-concept", text: `${g.conceptSource || "concept"}: ${concept}` }));
+  const stream = nodeStream(g, ids);
+  if (stream) card.appendChild(h("div", { class: "nc-card-sub nc-card-stream", text: `stream ${stream}` }));
   const shown = patches(g, ids);
   const visual = P.visualFigure(g.visuals, node.id, 72);
   card.classList.toggle("nc-with-fv", Boolean(visual));

@@ -1,6 +1,6 @@
-// The hover card: the neuron's id, layer, cluster and concept with a 3x3 grid of its example
-// patches (a class's name and accuracy in the class embedding), next to the mouse.
-import { array, clear, h, pct } from "../util.js";
+// The hover card: the neuron's id, layer, cluster, concept and residual stream with a 3x3 grid
+// of its example patches (a class's name and accuracy in the class embedding), next to the mouse.
+import { array, clear, h, pct, streamName } from "../util.js";
 import * as P from "../patches.js";
 
 /** Follow the mouse over the canvas (the card stays next to it). */
@@ -38,6 +38,8 @@ export function showCard(v, i) {
     const parts = [index.layers[index.layerOf(i)]];
     if (clusters.length === n && clusters[i] >= 0) parts.push(`cluster ${clusters[i]}`);
     if (concepts.length === n && concepts[i] >= 0) parts.push(v.conceptNames[concepts[i]] ?? "");
+    const stream = streamName(v.data, i);
+    if (stream) parts.push(`stream ${stream}`);
     card.append(h("div", { class: "nc-card-title", text: index.id(i) }),
       h("div", { class: "nc-card-sub", text: parts.join(" · ") }));
     if (sheets) card.appendChild(P.grid(sheets, i, { n: 9, cols: 3, px: 44 }));

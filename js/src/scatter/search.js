@@ -1,16 +1,18 @@
 // Neuron search, as in TensorBoard's projector: a box in the toolbar finds neurons by id, layer,
-// concept or cluster and lists them over the canvas; hover a result to ring it, click it to
+// concept, cluster or residual stream and lists them over the canvas; hover a result to ring it, click it to
 // select it, Enter selects all matches, Escape closes the list.
-import { clear, h, setShared } from "../util.js";
+import { clear, h, setShared, streams } from "../util.js";
 
 const ORIGIN = "scatter-search";
 const LISTED = 60;  // results listed (all of them are selected by Enter)
 
 /**
  * The neurons `query` names, in index order: "cluster:3", "cluster 3" or "cluster:3@layer"
- * (a cluster's members, in one layer), an exact id "layer:channel" (that neuron), else every
- * neuron whose layer name or concept name contains the text (case-insensitive), or whose id
- * starts with it.
+ * (a cluster's members, in one layer), "stream:layer2.0..layer2.2:3" (the members of that
+ * residual stream), an exact id "layer:channel" (that neuron), else every neuron whose layer name
+ * or concept name contains the text (case-insensitive), or whose id starts with it, and, for a
+ * text with "..", every neuron whose stream name contains it (a layer's name alone still finds
+ * that layer only, not the streams through it).
  */
 export function findNeurons(v, query) {
   const { index, clusters, concepts, conceptNames } = v;
@@ -27,6 +29,14 @@ export function findNeurons(v, query) {
     }
     return out;
   }
+  const { ids: streamIds, names: streamNames } = streams(v.data);
+  const hasStreams = streamIds.length === index.count;
+  const stream = lower.match(/^stream:\s*(.+)$/);
+  if (stream && hasStreams) {
+    const s = streamNames.findIndex((name) => name.toLowerCase() === stream[1]);
+    for (let i = 0; s >= 0 && i < index.count; i++) if (streamIds[i] === s) out.push(i);
+    return out;
+  }
   const exact = index.index(text);
   if (exact >= 0) return [exact];
   const layers = index.layers.map((name) => name.toLowerCase().includes(lower));
@@ -35,10 +45,13 @@ export function findNeurons(v, query) {
   const prefix = cut > 0 ? index.layers.findIndex((l) => l.toLowerCase() === lower.slice(0, cut)) : -1;
   const channel = cut > 0 ? lower.slice(cut + 1) : "";
   const hasConcepts = concepts.length === index.count;
+  const onStream = hasStreams && lower.includes("..")
+    ? streamNames.map((name) => name.toLowerCase().includes(lower)) : [];
   for (let i = 0; i < index.count; i++) {
     const l = index.layerOf(i);
     if (layers[l] || (hasConcepts && concepts[i] >= 0 && named[concepts[i]])
-        || (prefix === l && String(i - index.starts[l]).startsWith(channel))) out.push(i);
+        || (prefix === l && String(i - index.starts[l]).startsWith(channel))
+        || (streamIds[i] >= 0 && onStream[streamIds[i]])) out.push(i);
   }
   return out;
 }
@@ -56,7 +69,7 @@ export function searchBox(v) {
   const { results } = v.dom;
   const input = h("input", {
     type: "search", class: "nc-search nc-neuron-search", placeholder: "find neurons: id, layer, concept, cluster:3",
-    title: "find neurons by id (layer:channel), layer, concept or cluster (cluster:3); Enter selects all matches",
+    title: "find neurons by id (layer:channel), layer, concept, cluster (cluster:3) or residual stream (stream:layer2.0..layer2.2:3); Enter selects all matches",
     value: v.query || "", attrs: { "aria-label": "find neurons" },
   });
   let found = [];
