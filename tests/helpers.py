@@ -376,3 +376,24 @@ def kill_at_step(at: int, *, thread: int | None = None, log: list | None = None,
             setattr(module, name, real)
 
     return calls, restore
+
+
+def train_watched(monitor, model, data, steps: int, *, batch_size: int = 16,
+                  weight_decay: float = 0.01, after_step=None) -> None:
+    """Train ``model`` for ``steps`` steps (AdamW, lr 3e-3, random batches of ``data`` =
+    (images, labels) from a generator seeded 0) under ``monitor``: observed at step 0 and after
+    every step; ``after_step(step)`` runs after each observation."""
+    images, labels = data
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=weight_decay)
+    order = torch.Generator().manual_seed(0)
+    model.train()
+    for step in range(steps + 1):
+        if step:
+            idx = torch.randint(0, len(images), (batch_size,), generator=order)
+            loss = torch.nn.functional.cross_entropy(model(images[idx]), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        monitor.observe(model, step)
+        if after_step is not None:
+            after_step(step)

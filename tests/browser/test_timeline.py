@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+
+from helpers import train_watched
 
 TIMELINE = "document.querySelector('.nc-timeline').ncTimeline"
 CHART = "document.querySelector('.nc-timeline-chart[data-chart={name}]')"
@@ -27,18 +28,10 @@ def timeline_export(tmp_path_factory):
     probe = ConceptPlayground(n=40, size=32, seed=1)
     torch.manual_seed(0)
     model = PlaygroundCNN(len(train.classes), width=4)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     folder = tmp_path_factory.mktemp("timeline")
     monitor = Monitor(folder / "run", probe, every=2, concepts=PlaygroundConcepts(probe),
                       top_n=8)
-    monitor.observe(model, 0)
-    for step in range(1, 5):
-        idx = torch.randint(0, len(images), (16,))
-        loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        monitor.observe(model, step)
+    train_watched(monitor, model, (images, labels), 4)
     timeline = monitor.timeline()
     return timeline, timeline_html(timeline, folder / "timeline.html")
 

@@ -4,8 +4,8 @@ printed (pytest -s shows it)."""
 
 import pytest
 import torch
-from torch import nn
 
+from helpers import train_watched
 from notebookcarto.datasets import ConceptPlayground, PlaygroundConcepts
 from notebookcarto.models import PlaygroundCNN
 from notebookcarto.monitor import Monitor
@@ -22,19 +22,10 @@ def timeline(tmp_path_factory):
     probe = ConceptPlayground(n=100, size=32, seed=1)
     torch.manual_seed(0)
     model = PlaygroundCNN(len(train.classes), width=8)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     monitor = Monitor(tmp_path_factory.mktemp("dissection") / "run", probe, every=SCHEDULE,
                       concepts=PlaygroundConcepts(probe), top_n=10)
-    monitor.observe(model, 0)
-    order = torch.Generator().manual_seed(0)
-    model.train()
-    for step in range(1, SCHEDULE[-1] + 1):
-        idx = torch.randint(0, len(images), (32,), generator=order)
-        loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        monitor.observe(model, step)
+    train_watched(monitor, model, (images, labels), SCHEDULE[-1], batch_size=32,
+                  weight_decay=5e-4)
     return monitor.timeline()
 
 

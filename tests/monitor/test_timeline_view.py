@@ -10,8 +10,8 @@ import struct
 
 import pytest
 import torch
-from torch import nn
 
+from helpers import train_watched
 from notebookcarto.datasets import ConceptPlayground, PlaygroundConcepts
 from notebookcarto.models import PlaygroundCNN
 from notebookcarto.monitor import Monitor, Timeline
@@ -35,27 +35,19 @@ def run(tmp_path_factory):
     probe = ConceptPlayground(n=48, size=32, seed=1)
     torch.manual_seed(0)
     model = PlaygroundCNN(len(train.classes), width=4)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     path = tmp_path_factory.mktemp("timeline-view") / "run"
     monitor = Monitor(path, probe, every=2, concepts=PlaygroundConcepts(probe), top_n=8,
                       background=False)
     head, held = TimelineView(monitor), TimelineView(monitor)
     empty = (head.steps, head.step, head.explorer, list(head.notes))
     seen = []
-    monitor.observe(model, 0)
-    seen.append(list(head.steps))
-    order = torch.Generator().manual_seed(0)
-    model.train()
-    for step in range(1, LAST + 1):
-        idx = torch.randint(0, len(images), (16,), generator=order)
-        loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        monitor.observe(model, step)
+
+    def after(step):
         seen.append(list(head.steps))
         if step == 3:
             held.step = 0
+
+    train_watched(monitor, model, (images, labels), LAST, after_step=after)
     monitor.close()
     return {"path": path, "head": head, "held": held, "empty": empty, "seen": seen}
 
