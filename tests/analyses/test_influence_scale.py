@@ -166,8 +166,10 @@ def test_inception_branches_and_bottlenecks_equal_brute_force(inception):
     with torch.no_grad():
         h = model.a(model.stem(x))
         r3, r5 = b.branch2[0](h), b.branch3[0](h)
-    unit = lambda u, inp, pad: brute_conv_influence(inp, u.conv.weight.detach(), bn_scale(u.bn),
-                                                    padding=pad)
+
+    def unit(u, inp, pad):
+        return brute_conv_influence(inp, u.conv.weight.detach(), bn_scale(u.bn), padding=pad)
+
     direct = (brute_counts(unit(b.branch1, h, 0), y, K, rows=(0, 4, 15))
               + brute_counts(unit(b.branch4[1], F.max_pool2d(h, 3, 1, 1), 0), y, K,
                              rows=(12, 15, 15)))
@@ -353,10 +355,31 @@ def test_gradient_on_crops_equals_the_per_channel_loop():
         b, c = want.shape[:2]
         flat = z.flatten(2).argmax(2)
         pos = torch.stack([flat // z.shape[3], flat % z.shape[3]], 2).reshape(-1, 2)
+        image = torch.arange(b).repeat_interleave(c)
+        assert len(window.crops(image, pos)[0]) < b * c  # some rows share their crop
         for rows in (1, 7, b * c):
-            got = local_influence(segment, h, window, torch.arange(b).repeat_interleave(c),
-                                  torch.arange(c).repeat(b), pos, rows=rows)
+            got = local_influence(segment, h, window, image, torch.arange(c).repeat(b), pos,
+                                  rows=rows)
             torch.testing.assert_close(got.view(b, c, -1), want, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_on_crops_splits_crops_shared_by_many_rows():
+    """Every channel at one position: 16 rows share each image's crop, in pieces of 8."""
+    torch.manual_seed(4)
+    model = resnet20(num_classes=K).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    block, h = model.layer1[0], torch.rand(2, 16, 12, 12)
+    segment = Segment(["block"], [block])
+    window = find_window(segment, h, block(h))
+    image, channel = torch.arange(2).repeat_interleave(16), torch.arange(16).repeat(2)
+    got = local_influence(segment, h, window, image, channel, torch.tensor([[5, 6]] * 32),
+                          rows=3)
+    leaf = h.clone().requires_grad_()
+    z = block(leaf)
+    want = torch.stack([(torch.autograd.grad(z[b, j, 5, 6], leaf, retain_graph=True)[0][b]
+                         * h[b]).sum((1, 2)) for b, j in zip(image.tolist(), channel.tolist())])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_pass_on_crops_equals_dense_on_resnet20():

@@ -40,10 +40,11 @@ Two estimators of the per-image influence inf_{i->j}(x), both streamed in one pa
     (activation times gradient, at the argmax of channel j). For a piecewise-linear network this
     splits a_j exactly into its inputs' contributions plus the biases' share. Where the block
     between is local (convolutions, pooling, residual and inception blocks: checked in the
-    probe), each (image, later channel) row runs the block again on a crop of the earlier map
-    that holds its receptive field, batched (``local``): the same numbers at a fraction of the
-    cost. Elsewhere (transformer blocks, token maps, global pooling) it uses batched
-    vector-Jacobian products over the full maps (``torch.autograd.grad(is_grads_batched=True)``),
+    probe), the block runs again on crops of the earlier map that hold the rows' receptive
+    fields, batched, with one backward pass per (image, later channel) row and one forward pass
+    per crop that rows share (``local``): the same numbers at a fraction of the cost.
+    Elsewhere (transformer blocks, token maps, global pooling) it uses batched vector-Jacobian
+    products over the full maps (``torch.autograd.grad(is_grads_batched=True)``),
     chunked over later channels: about one backward pass through the block per later channel.
 
 Both count, per image and later channel j, the top ``top_inputs`` earlier channels, but only

@@ -7,9 +7,9 @@ z_j(p_bj) (the value at channel j's spatial argmax p_bj) with respect to the ear
 Done densely, that is one backward pass through the whole block per later channel: about
 C_later times the block's cost, 37x a forward pass of a CIFAR ResNet-20 before any overhead.
 But z_j(p) depends only on the window of x around stride * p that the block's receptive
-field covers (5x5 for two 3x3 convolutions). So the block is run again, with gradients, on one
-crop of x per (image, channel) row, batched, and the crop's gradient gives that row's
-influence exactly.
+field covers (5x5 for two 3x3 convolutions). So the block is run again, with gradients, on the
+crops of x that the (image, channel) rows read, batched (rows whose crops coincide share one),
+and a backward pass from each row gives that row's influence exactly.
 
 A crop gives the same value as the full map when it holds the whole window and starts on the
 block's stride grid; at the map's borders the crop is shifted inside the map, so that its edge
@@ -39,6 +39,8 @@ __all__ = ["Segment", "Window", "check_window", "find_segment", "find_window",
 
 # a crop larger than this share of the map gains little over the dense estimator
 _MAX_SHARE = 0.5
+# rows at most that share one crop's forward pass: more take more, and smaller, backward passes
+_PIECE_ROWS = 8
 
 
 @contextlib.contextmanager
@@ -130,6 +132,14 @@ class Window:
             out.append(a.clamp(max=full - size))
         return torch.stack(out, 1)
 
+    def crops(self, image: torch.Tensor, positions: torch.Tensor):
+        """The distinct crops that rows read (images (R,), output positions (R, 2)): their
+        images (U,), their starts (U, 2) and each row's crop (R,)."""
+        start = self.starts(positions)
+        h, w = self.in_size
+        key, crop = torch.unique((image * h + start[:, 0]) * w + start[:, 1], return_inverse=True)
+        return key // (h * w), torch.stack([key // w % h, key % w], 1), crop
+
     def describe(self) -> dict:
         return {"crop": list(self.size), "of": list(self.in_size), "stride": list(self.stride)}
 
@@ -177,42 +187,62 @@ def _crop_size(span: int, stride: int, full: int) -> int:
 
 
 def local_influence(segment: Segment, x: torch.Tensor, window: Window, image: torch.Tensor,
-                    channel: torch.Tensor, position: torch.Tensor, *, rows: int,
-                    saved: _SavedBytes | None = None) -> torch.Tensor:
+                    channel: torch.Tensor, position: torch.Tensor, *, rows: int) -> torch.Tensor:
     """Influence rows on crops: (R, C_x), row r = sum over positions of x[image_r] times the
     gradient of the block's channel ``channel_r`` at output ``position_r`` ((R, 2): row,
-    column). ``rows`` crops run per batched forward and backward pass; ``saved``, if given,
-    meters what autograd keeps.
+    column). Rows whose crops coincide share the crop's forward pass, in pieces of up to
+    ``_PIECE_ROWS`` rows: pieces of k rows run together, up to ``rows`` crops a batched forward
+    pass, then k backward passes, the i-th from the i-th row of each piece.
 
-    Tried and dropped: rows whose crops coincide sharing one forward pass (one backward pass
-    each), and packing rows with disjoint windows into one backward pass over the full map.
-    On CPU neither pays on a CIFAR ResNet-20: the shared groups are small batches whose
-    overhead outweighs the forward passes saved, and the channels' maxima cluster so that an
-    8x8 map needs about 40 packed passes for its 64 rows."""
-    n = len(image)
-    out = torch.empty(n, x.shape[1], dtype=torch.float32, device=x.device)
-    stride = torch.tensor(window.stride, device=x.device)
-    hooks = (torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack) if saved
-             else contextlib.nullcontext())
-    for r0 in range(0, n, rows):
-        r1 = min(r0 + rows, n)
-        pos = position[r0:r1]
-        start = window.starts(pos)
-        at = pos - start // stride  # the output position inside the crop
-        crops = _gather(x, image[r0:r1], start, window.size).requires_grad_()
-        with torch.enable_grad(), hooks:
-            z = segment(crops)
-            picked = z[torch.arange(r1 - r0, device=x.device), channel[r0:r1], at[:, 0], at[:, 1]]
-            g, = torch.autograd.grad(picked.sum(), crops)
-        out[r0:r1] = (g * crops.detach()).sum((2, 3)).float()
+    Tried and dropped: packing rows with disjoint windows into one backward pass over the full
+    map (the channels' maxima cluster: an 8x8 map of a CIFAR ResNet-20 needs about 40 packed
+    passes for its 64 rows), and batched backward passes (``is_grads_batched``): torch loops
+    over the cotangents in convolution and BatchNorm backward and then concatenates them."""
+    out = torch.empty(len(image), x.shape[1], dtype=torch.float32, device=x.device)
+    crop_image, start, crop = window.crops(image, position)
+    at = position - start[crop] // torch.tensor(window.stride, device=x.device)
+    piece, piece_crop = _pieces(crop, _PIECE_ROWS)
+    counts = torch.bincount(piece)
+    order = torch.argsort(piece, stable=True)  # the rows, piece by piece
+    first = counts.cumsum(0) - counts
+    for w in torch.unique(counts).tolist():
+        group = (counts == w).nonzero()[:, 0]
+        for p0 in range(0, len(group), rows):
+            ids = group[p0:p0 + rows]
+            of = order[first[ids, None] + torch.arange(w, device=x.device)]  # (pieces, w) rows
+            c = piece_crop[ids]
+            crops = _gather(x, crop_image[c], start[c], window.size).requires_grad_()
+            with torch.enable_grad():
+                z = segment(crops)
+            each = torch.arange(len(ids), device=x.device)
+            for k in range(w):
+                rk = of[:, k]
+                cot = torch.zeros_like(z)
+                cot[each, channel[rk], at[rk, 0], at[rk, 1]] = 1
+                g, = torch.autograd.grad(z, crops, cot, retain_graph=k < w - 1)
+                out[rk] = (g * crops.detach()).sum((2, 3)).float()
     return out
 
 
+def _pieces(crop: torch.Tensor, most: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each crop's rows in pieces of at most ``most``: each row's piece (R,), each piece's
+    crop (P,)."""
+    counts = torch.bincount(crop)
+    order = torch.argsort(crop, stable=True)
+    first = counts.cumsum(0) - counts
+    slot = torch.empty_like(crop)  # the row's place among its crop's rows
+    slot[order] = torch.arange(len(crop), device=crop.device) - first[crop[order]]
+    per = int(counts.max()) // most + 1
+    key, piece = torch.unique(crop * per + slot // most, return_inverse=True)
+    return piece, key // per
+
+
 def _gather(x, image, start, size) -> torch.Tensor:
-    """(N, C, size) crops of ``x`` at ``start`` ((N, 2) rows and columns) in images ``image``."""
+    """(N, C, size) crops of ``x`` at ``start`` ((N, 2) rows and columns) in images ``image``,
+    channels last (faster convolutions and BatchNorm on small maps on CPU)."""
     iy = (start[:, 0, None] + torch.arange(size[0], device=x.device))[:, :, None]
     ix = (start[:, 1, None] + torch.arange(size[1], device=x.device))[:, None, :]
-    return x[image[:, None, None], :, iy, ix].permute(0, 3, 1, 2).contiguous()
+    return x[image[:, None, None], :, iy, ix].permute(0, 3, 1, 2)
 
 
 def check_window(segment: Segment, x: torch.Tensor, window: Window) -> tuple[bool, int]:
@@ -230,13 +260,16 @@ def check_window(segment: Segment, x: torch.Tensor, window: Window) -> tuple[boo
                         device=x.device)
     channel, position = grid[:, 0], grid[:, 1:]
     image = torch.zeros(len(grid), dtype=torch.long, device=x.device)
-    saved = _SavedBytes(nn.Module())
-    local = local_influence(segment, x, window, image, channel, position, rows=len(grid),
-                            saved=saved)
+    local = local_influence(segment, x, window, image, channel, position, rows=len(grid))
     dense = _dense_rows(segment, x, channel, position)
     scale = float(dense.abs().max()) if dense.numel() else 0.0
     agree = bool(torch.allclose(local, dense, rtol=1e-3, atol=1e-5 + 1e-4 * scale))
-    return agree, saved.total // max(1, len(grid))
+    crop_image, start, _ = window.crops(image, position)
+    crops = _gather(x, crop_image, start, window.size).requires_grad_()
+    saved = _SavedBytes(nn.Module())
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+        segment(crops)
+    return agree, saved.total // len(crops)
 
 
 def _dense_rows(segment, x, channel, position):
