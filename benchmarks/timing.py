@@ -15,6 +15,14 @@ def shared_folder() -> Path | None:
     return folder if (folder / "data" / "cifar10-test").is_dir() else None
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a local process group)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def timed(fn) -> float:
     """Seconds ``fn()`` takes, with CUDA work finished before and after."""
     if torch.cuda.is_available():

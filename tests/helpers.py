@@ -397,3 +397,51 @@ def train_watched(monitor, model, data, steps: int, *, batch_size: int = 16,
         monitor.observe(model, step)
         if after_step is not None:
             after_step(step)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(fn, rank, size, port, out, args):
+    import datetime
+    import traceback
+
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=size, timeout=datetime.timedelta(seconds=60))
+    try:
+        result = {"value": fn(rank, *args)}
+    except BaseException as err:  # reported to the test, which asserts on it
+        result = {"error": f"{type(err).__name__}: {err}", "trace": traceback.format_exc()}
+    finally:
+        dist.destroy_process_group()
+    torch.save(result, Path(out) / f"rank{rank}.pt")
+
+
+def run_ranks(fn, size: int, folder, *args, timeout: float = 180) -> list[dict]:
+    """Run ``fn(rank, *args)`` in ``size`` spawned processes of one gloo process group on
+    127.0.0.1; one ``{"value": ...}``, ``{"error": "Type: message"}`` or (a rank that died)
+    ``{"exitcode": code}`` per rank. ``fn`` must be a module-level function of an importable
+    module (a test file)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    port, folder = free_port(), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    procs = [ctx.Process(target=_rank_main, args=(fn, r, size, port, str(folder), args))
+             for r in range(size)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            raise TimeoutError(f"a rank did not finish within {timeout} s (a hang)")
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False)
+            if (folder / f"rank{r}.pt").exists() else {"exitcode": p.exitcode}
+            for r, p in enumerate(procs)]

@@ -70,10 +70,11 @@ class Atlas:
 
     @classmethod
     def build(cls, model: nn.Module, data, layers=None, *, class_names=None,
-              data_info: dict | None = None, **options) -> "Atlas":
+              data_info: dict | None = None, **options) -> "Atlas | None":
         """Run the statistics pass (``notebookcarto.stats.collect_stats``; ``options`` go there)
         over ``data`` (a DataLoader, a data set, or tensors) for ``layers`` (default:
-        ``mappable_layers(model)``)."""
+        ``mappable_layers(model)``). Under ``torch.distributed`` every rank gets the atlas of
+        all the data (with ``distributed="rank0"``, ranks other than 0 get None)."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if layers is None:
@@ -87,6 +88,8 @@ class Atlas:
                                 f"{type(class_names).__name__}")
             class_names = [str(c) for c in class_names]
         stats = collect_stats(model, data, layers, class_names=class_names, **options)
+        if stats is None:
+            return None
         model_info = {"class": type(model).__name__,
                       "parameters": sum(p.numel() for p in model.parameters())}
         return cls(stats, class_names=class_names, model_info=model_info, data_info=data_info)

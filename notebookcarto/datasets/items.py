@@ -23,8 +23,11 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
+from torch.utils.data import (DataLoader, Dataset, DistributedSampler, IterableDataset,
+                              SequentialSampler, Subset)
 from tqdm.auto import tqdm
+
+from .shard import World, sampler_ids
 
 __all__ = ["IMAGE_KEYS", "LABEL_KEYS", "Batch", "ImageData", "find_normalization",
            "image_data", "model_input", "own_loader", "warn_if_normalized"]
@@ -67,7 +70,9 @@ class ImageData:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.image_key, self.label_key = image_key, label_key
         self.expect = model_input(model) if model is not None else None
+        self.batch_size, self.num_workers = batch_size, num_workers
         self.loader, self.dataset = _loader_and_dataset(source, batch_size, num_workers)
+        self.own = not isinstance(source, DataLoader) and self.dataset is not None
 
     # -- batches --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -80,22 +85,38 @@ class ImageData:
         raise TypeError("this data (an iterable data set or loader) has no length")
 
     @property
+    def n_images(self) -> int | None:
+        """The number of images, or None where the source does not tell."""
+        try:
+            return len(self)
+        except TypeError:
+            return None
+
+    @property
     def n_batches(self) -> int | None:
-        return len(self.loader) if hasattr(self.loader, "__len__") else None
+        return _length(self.loader)
 
     def batches(self, *, index_offset: int = 0, device=None, labels: str = "optional",
-                progress: bool = False, desc: str = "") -> Iterator[Batch]:
+                progress: bool = False, desc: str = "", world: World | None = None,
+                skip: int = 0) -> Iterator[Batch]:
         """Batches in order, images (and labels) on ``device``, ids from ``index_offset``.
 
         ``labels``: "optional" (every batch has labels or none does), "required" (a batch
-        without labels raises before the model runs; the message names ``desc``)."""
+        without labels raises before the model runs; the message names ``desc``). ``world``:
+        read only this process's shard (``datasets.shard``), ids staying global; a shard may be
+        empty. ``skip``: leave out the first ``skip`` batches (a resumed pass); a data set the
+        library reads is not even read there, a loader's batches are read and dropped."""
         if self.dataset is not None and not isinstance(self.dataset, _Tensors) and len(self):
             self.image(0)  # a first item the loader could not even batch gets a clear error
-        start, labelled = index_offset, None
+        source, ids, keep = self._plan(world, skip)
+        labelled, seen, position = None, 0, 0
         # an iterator, not the loader: tqdm given a DataLoader starts a second pass over it,
         # which draws from the global RNG once more than the user's own loop would
-        bar = tqdm(iter(self.loader), total=self.n_batches, desc=desc, disable=not progress)
+        bar = tqdm(iter(source), total=_length(source), desc=desc, disable=not progress)
         for i, raw in enumerate(bar):
+            if i < skip and not self.own:
+                position += self._parts(raw, f"batch {i}")[0].shape[0]
+                continue
             x, y = self.split(raw, i)
             if y is None and labels == "required":
                 raise ValueError(f"batch {i} has no labels: {desc or 'this pass'} counts per "
@@ -104,15 +125,49 @@ class ImageData:
                 labelled = y is not None
             elif labelled != (y is not None):
                 raise ValueError(f"batch {i}: some batches have labels and others do not")
-            index = torch.arange(start, start + x.shape[0])
-            start += x.shape[0]
+            n = x.shape[0]
+            index = (torch.arange(position, position + n) if ids is None
+                     else ids[position:position + n]) + index_offset
+            if keep is not None and not keep[position:position + n].all():
+                kept = keep[position:position + n]
+                x, y, index = x[kept], None if y is None else y[kept], index[kept]
+            position += n
+            if not len(index):
+                continue
+            seen += len(index)
             if device is not None:
                 x = x.to(device, non_blocking=True)
                 y = None if y is None else y.to(device, non_blocking=True)
                 index = index.to(device)
             yield Batch(x, y, index)
-        if start == index_offset:
+        if not seen and world is None and not skip:
             raise ValueError("the loader yielded no batches: give it at least one image")
+
+    def _plan(self, world: World | None, skip: int):
+        """(what to iterate, global ids of its items in order or None for positions, which
+        items to keep or None)."""
+        if self.own:
+            ids = torch.arange(len(self.dataset))
+            if world is not None:
+                ids = ids[world.rank::world.size]
+            ids = ids[skip * self.batch_size:]
+            if world is None and not skip:
+                return self.loader, None, None
+            if isinstance(self.dataset, _Tensors):
+                return _TensorBatches(self.dataset, self.batch_size, ids), ids, None
+            return own_loader(Subset(self.dataset, ids.tolist()), self.batch_size,
+                              self.num_workers), ids, None
+        if world is None:
+            return self.loader, None, None
+        sampler = getattr(self.loader, "sampler", None)
+        if not isinstance(sampler, DistributedSampler):
+            raise ValueError(f"this pass runs on rank {world.rank} of {world.size} "
+                             "(torch.distributed is initialised) but the loader does not shard "
+                             "the data: give the data set itself (the library shards it), or a "
+                             "DataLoader with sampler=DistributedSampler(dataset); or pass "
+                             "distributed='off' to read all of it in every process")
+        ids, keep = sampler_ids(sampler, len(self.loader.dataset), world)
+        return self.loader, ids, keep
 
     def split(self, batch, i: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images and labels of one batch, checked."""
@@ -259,19 +314,29 @@ def own_loader(dataset, batch_size, num_workers: int = 0) -> DataLoader:
                       generator=torch.Generator().manual_seed(0))
 
 
-class _TensorBatches:
-    """Batches of held tensors by slicing (no collation)."""
+def _length(loader) -> int | None:
+    return len(loader) if hasattr(loader, "__len__") else None
 
-    def __init__(self, data: _Tensors, batch_size: int):
-        self.data, self.batch_size = data, batch_size
+
+class _TensorBatches:
+    """Batches of held tensors by slicing (no collation), of all images or of ``ids``."""
+
+    def __init__(self, data: _Tensors, batch_size: int, ids: torch.Tensor | None = None):
+        self.data, self.batch_size, self.ids = data, batch_size, ids
 
     def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
+        n = len(self.data) if self.ids is None else len(self.ids)
+        return -(-n // self.batch_size)
 
     def __iter__(self):
-        for s in range(0, len(self.data), self.batch_size):
-            x = self.data.images[s:s + self.batch_size]
-            yield x if self.data.labels is None else (x, self.data.labels[s:s + self.batch_size])
+        images, labels, b = self.data.images, self.data.labels, self.batch_size
+        if self.ids is None:
+            for s in range(0, len(images), b):
+                yield images[s:s + b] if labels is None else (images[s:s + b], labels[s:s + b])
+            return
+        for s in range(0, len(self.ids), b):
+            part = self.ids[s:s + b]
+            yield images[part] if labels is None else (images[part], labels[part])
 
 
 def image_data(source, **options) -> ImageData:

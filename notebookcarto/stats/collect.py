@@ -10,6 +10,9 @@ from torch import nn
 from ..capture import Capture, as_channels, model_device, position_shape
 from ..capture.layers import layer_list
 from ..datasets.items import image_data
+from ..datasets.shard import current_world
+from .checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen, model_digest
+from .collective import combine_pass, together
 from .merging import check_disjoint, check_same, union
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
                        TopImages, check_tau, layer_tau, spatial_max)
@@ -131,15 +134,27 @@ class ActivationStats:
         config = dict(self.config, layers=list(self.layers), accuracy=self.accuracy is not None)
         return {"config": config, "tensors": tensors}
 
+    @property
+    def reducers(self) -> list:
+        """Every reducer, layer by layer, then the accuracy."""
+        found = [r for layer in self.layers.values() for r in layer.reducers.values()]
+        return found + ([self.accuracy] if self.accuracy is not None else [])
+
     @classmethod
-    def from_state_dict(cls, state: dict, device=None) -> "ActivationStats":
-        config = dict(state["config"])
+    def empty(cls, config: dict, device=None) -> "ActivationStats":
+        """Statistics of no images, with the layers and options of a ``state_dict()["config"]``."""
         stats = cls(top_n=config["top_n"], tau=config["tau"], bins=config["bins"],
                     exclude=config["exclude"], skip_tokens=config["skip_tokens"])
         if config["num_classes"]:
             stats.add_classes(config["num_classes"], config["accuracy"], device)
         for name in config["layers"]:
             stats.add_layer(name, config["channels"][name], config["shapes"][name], device)
+        return stats
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device=None) -> "ActivationStats":
+        config = dict(state["config"])
+        stats = cls.empty(config, device)
         stats.config["n_images"] = config["n_images"]
         stats.config["image_ranges"] = [list(r) for r in config["image_ranges"]]
         tensors = state["tensors"]
@@ -170,7 +185,8 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
                   skip_tokens: int = 0, device=None, autocast: bool = False,
                   index_offset: int = 0, batch_size: int = 64, image_key: str | None = None,
                   label_key: str | None = None, class_names=None,
-                  progress: bool = True) -> ActivationStats:
+                  progress: bool = True, distributed: str = "auto", checkpoint=None,
+                  checkpoint_every: int = CHECKPOINT_EVERY) -> ActivationStats | None:
     """Run the model once over ``data`` and fill every statistic for every layer in ``layers``.
 
     ``data`` is a DataLoader, a data set, a tensor of images or a tuple (images, labels) (see
@@ -185,45 +201,86 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
     forward pass in bfloat16. ``skip_tokens`` drops leading tokens (e.g. a class token) of
     (B, T, C) outputs. ``class_names``, when given, are checked
     against the labels and the logits on the first batch. The model is left exactly as it was.
+
+    Under ``torch.distributed`` (``distributed="auto"``, see ``datasets.shard``) each process
+    reads its shard and the statistics of all are combined with collectives: every rank gets
+    those of one process over all the data (``"rank0"``: rank 0 only, the others get None).
+    ``checkpoint`` names a folder where the pass saves its state every ``checkpoint_every``
+    batches; started again after a crash it resumes there (``stats.checkpoint``).
     """
     model_dev = check_device(model, device)
     _check_options(top_n=top_n, bins=bins, num_classes=num_classes, skip_tokens=skip_tokens,
                    index_offset=index_offset, exclude=exclude, layers=layers)
     items = image_data(data, batch_size=batch_size, image_key=image_key, label_key=label_key,
                        model=model)
-    stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
-                            exclude=exclude, skip_tokens=skip_tokens)
+    world = current_world(distributed)
+    with together("statistics", world):
+        run = Checkpoint.open(checkpoint, kind="statistics", every=checkpoint_every, world=world,
+                              fingerprint=dict(
+                                  layers=[str(x) for x in layer_list(layers)], top_n=top_n,
+                                  tau=tau, num_classes=num_classes, bins=bins, exclude=exclude,
+                                  skip_tokens=skip_tokens, index_offset=index_offset,
+                                  batch_size=batch_size, autocast=autocast,
+                                  # hashing the weights only pays for a checkpoint
+                                  model=None if checkpoint is None else model_digest(model),
+                                  images=items.n_images))
+        stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
+                                exclude=exclude, skip_tokens=skip_tokens)
+        done, seen = 0, Seen()
+        if run is not None and run.restored is not None:
+            done, state = run.restored
+            seen = Seen(state)
+            stats = ActivationStats.from_state_dict(state, device=model_dev)
+        batches = items.batches(index_offset=index_offset, device=model_dev, world=world,
+                                skip=done, progress=progress and (world is None or world.rank == 0),
+                                desc="statistics")
+        _fill(stats, model, layers, batches, done, seen, run, skip_tokens=skip_tokens,
+              autocast=autocast, device=model_dev, class_names=class_names)
+    if world is not None:
+        stats = combine_pass("statistics", stats if stats.layers else None,
+                             lambda config: ActivationStats.empty(config, model_dev),
+                             lambda s: s.reducers, seen.ids, index_offset, world)
+        if stats is None:
+            return None
+    else:
+        stats.config["image_ranges"] = [[index_offset, index_offset + stats.n_images]]
+    if run is not None:
+        run.finish()
+    # The states were made under inference mode; copies made outside it can be merged in place.
+    return ActivationStats.from_state_dict(stats.state_dict(), device=model_dev)
+
+
+def _fill(stats: ActivationStats, model, layers, batches, done: int, seen: Seen, run, *,
+          skip_tokens, autocast, device, class_names):
+    """Update ``stats`` with every batch (the first ``done`` were counted before a resume),
+    saving a checkpoint with ``run`` as it goes."""
     reduced, shapes = {}, {}
 
     def on_output(name, z):
         shapes[name] = position_shape(z, skip_tokens=skip_tokens)
         reduced[name] = spatial_max(as_channels(z, skip_tokens=skip_tokens, layer=name))
 
-    cast = (torch.autocast(model_dev.type, dtype=torch.bfloat16) if autocast
+    cast = (torch.autocast(device.type, dtype=torch.bfloat16) if autocast
             else contextlib.nullcontext())
-    first, n = True, 0
     with Capture(model, layers, on_output=on_output) as capture, torch.inference_mode(), cast:
-        for i, batch in enumerate(items.batches(index_offset=index_offset, device=model_dev,
-                                                progress=progress, desc="statistics")):
+        for i, batch in enumerate(batches, start=done):
             if stats.num_classes and batch.labels is not None:
                 check_labels(batch.labels, stats.num_classes, i)
             out = model(batch.images)
             _check_finite(reduced, i)
-            if first:
-                _init_layers(stats, capture.layers, reduced, shapes, out, batch.labels, model_dev,
+            if not stats.layers:
+                _init_layers(stats, capture.layers, reduced, shapes, out, batch.labels, device,
                              class_names)
-                first = False
             for name in capture.layers:
                 values, positions = reduced[name]
                 stats.layers[name].update(LayerBatch(values, positions, batch.index,
                                                      batch.labels))
             if stats.accuracy is not None:
                 stats.accuracy.update(out, batch.labels)
-            n += batch.images.shape[0]
-    stats.config["n_images"] = n
-    stats.config["image_ranges"] = [[index_offset, index_offset + n]]
-    # The states were made under inference mode; copies made outside it can be merged in place.
-    return ActivationStats.from_state_dict(stats.state_dict(), device=model_dev)
+            stats.config["n_images"] += batch.images.shape[0]
+            seen.add(batch.index)
+            if run is not None:
+                run.step(i + 1, lambda: seen.into(stats.state_dict()))
 
 
 def check_device(model: nn.Module, device) -> torch.device:

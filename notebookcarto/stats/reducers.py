@@ -64,9 +64,12 @@ def spatial_max(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Reducer:
-    """Base class: state is a dict of tensors named in ``_state``."""
+    """Base class: state is a dict of tensors named in ``_state``; ``_summed`` names the state
+    that merges by addition when the rest is fixed (counts, sums), which a distributed pass
+    all-reduces instead of gathering (``stats.collective``)."""
 
     _state: tuple[str, ...] = ()
+    _summed: tuple[str, ...] = ()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k) for k in self._state}
@@ -156,6 +159,7 @@ class ClassAggregation(Reducer):
     """
 
     _state = ("counts", "keep")
+    _summed = ("counts",)
 
     def __init__(self, channels: int, num_classes: int, tau: float = 0.03, exclude=(),
                  device=None):
@@ -248,6 +252,7 @@ class ClassMeans(Reducer):
     """Per class, the mean spatial maximum of every channel."""
 
     _state = ("total", "count")
+    _summed = ("total", "count")
 
     def __init__(self, channels: int, num_classes: int, device=None):
         self.total = torch.zeros(num_classes, channels, dtype=torch.float64, device=device)
@@ -273,6 +278,7 @@ class ClassAccuracy(Reducer):
     probability the model gives the true class (``bins`` equal bins over [0, 1])."""
 
     _state = ("confusion", "histogram")
+    _summed = ("confusion", "histogram")
 
     def __init__(self, num_classes: int, bins: int = 10, device=None):
         if bins < 1:

@@ -35,6 +35,12 @@ present gets IoU 0 (no division by zero); counts are exact integers (summed in i
 equals a brute-force reference exactly, in one pass or two (tests/test_dissection.py). Only
 layers with spatial maps (B, C, H, W) can be dissected.
 
+Under ``torch.distributed`` each process reads its shard (images ``rank, rank + W, ...``, with
+their global ids); the estimators are merged before any threshold is read, then the counts are
+summed and the top images merged, so every rank (or rank 0 only) gets the result of one process.
+With ``checkpoint=folder`` every pass saves its state as it goes and a crashed dissection resumes
+where it stopped (``dissect``).
+
 The ``Dissection`` goes into the Atlas with ``atlas.attach(result)`` (it adds the columns
 ``concept``, ``category`` and ``iou`` to ``atlas.neurons``; ``cluster_concepts(atlas.neurons)``
 names clusters after their members' labels); ``summary_figure`` charts the summary; galleries of

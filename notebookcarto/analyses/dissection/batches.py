@@ -3,8 +3,6 @@ concepts as count targets, and bilinear resampling of activation maps."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -12,8 +10,9 @@ from tqdm.auto import tqdm
 from ...capture import Capture, model_device
 from ...datasets.concept_data import ConceptBatch, ConceptData
 from ...datasets.items import own_loader
+from ...datasets.shard import World
 
-__all__ = ["Concepts", "check_map", "chunks", "forward", "resample"]
+__all__ = ["Concepts", "check_map", "chunks", "forward", "resample", "shard"]
 
 CHUNK_ELEMENTS = 1 << 24  # resampled activations held at once (images are processed in chunks)
 
@@ -35,28 +34,23 @@ def check_map(name: str, z: torch.Tensor):
                          "needs spatial maps (B, C, H, W); choose a convolutional layer")
 
 
-def _batches(data: ConceptData, batch_size: int, num_workers: int):
-    """Lists of ConceptBatch (one per mask shape), batch by batch."""
-    n = len(data)
-    starts = list(range(0, n, batch_size))
-    if num_workers:
-        source = _BatchSource(data, batch_size)
-        yield from own_loader(source, None, num_workers)
-    else:
-        for start in starts:
-            yield data.load_batch(range(start, min(start + batch_size, n)))
+def shard(data: ConceptData, batch_size: int, world: World | None) -> list[list[int]]:
+    """The global ids of this rank's batches: ids ``rank, rank + W, ...`` (all ids alone)."""
+    ids = list(range(len(data)))
+    if world is not None:
+        ids = ids[world.rank::world.size]
+    return [ids[s:s + batch_size] for s in range(0, len(ids), batch_size)]
 
 
 class _BatchSource(torch.utils.data.Dataset):
-    def __init__(self, data, batch_size):
-        self.data, self.batch_size = data, batch_size
+    def __init__(self, data, batches):
+        self.data, self.batches = data, batches
 
     def __len__(self):
-        return math.ceil(len(self.data) / self.batch_size)
+        return len(self.batches)
 
     def __getitem__(self, j):
-        start = j * self.batch_size
-        return self.data.load_batch(range(start, min(start + self.batch_size, len(self.data))))
+        return self.data.load_batch(self.batches[j])
 
 
 def chunks(batch_size: int, per_image: int):
@@ -64,20 +58,24 @@ def chunks(batch_size: int, per_image: int):
     return [slice(s, min(s + step, batch_size)) for s in range(0, batch_size, step)]
 
 
-def forward(model, data, layers, batch_size, num_workers, progress, desc):
-    """Yield (batch, {layer: output}) over the data set, with the model captured."""
+def forward(model, data, layers, batch_size, num_workers, progress, desc, world=None, skip=0):
+    """Yield (batch, {layer: output}) over this rank's shard of the data set (``world``, None:
+    all of it) after its first ``skip`` batches, with the model captured; a list of
+    ConceptBatch (one per mask shape) from each ``load_batch`` ends with ``(None, None)``."""
     device = model_device(model)
     outputs: dict[str, torch.Tensor] = {}
-    total = math.ceil(len(data) / batch_size)
+    batches = shard(data, batch_size, world)[skip:]
+    source = (own_loader(_BatchSource(data, batches), None, num_workers) if num_workers
+              else map(data.load_batch, batches))
     with Capture(model, layers, on_output=outputs.__setitem__, copy=True), torch.inference_mode():
-        for groups in tqdm(_batches(data, batch_size, num_workers), total=total, desc=desc,
-                           disable=not progress):
+        for groups in tqdm(source, total=len(batches), desc=desc, disable=not progress):
             for batch in groups:
                 outputs.clear()
                 model(batch.images.to(device, non_blocking=True))
                 for name in layers:
                     check_map(name, outputs[name])
                 yield batch, outputs
+            yield None, None
 
 
 class Concepts:

@@ -14,7 +14,9 @@ fired pixels above high_k at once and keeps those between low_k and high_k with 
 At the end, if every T_k lies in its band, I and A are exact: the counts above high plus the
 kept pixels above T. A layer whose band missed (or whose kept pixels outgrew ``cache_limit``)
 is counted in a second pass. The band is a guess about speed only; the counts never depend
-on it.
+on it. Under ``torch.distributed`` each rank guesses its band from its own first batch and
+counts its shard; once the merged estimators give T, the ranks' counts are summed when every
+rank's band holds T, else the layer is counted in a second pass by all of them.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ...stats.quantile import QuantileSketch, TopValues
 from ...stats.reducers import LayerBatch, TopImages
 from .batches import CHUNK_ELEMENTS, chunks, resample
 
-__all__ = ["Band", "Counter", "Search", "Tally", "estimator", "fired", "spread"]
+__all__ = ["Band", "Counter", "Search", "Tally", "estimator", "fired", "prefixed", "spread",
+           "unprefixed"]
 
 SPARSE_DENSITY = 0.05  # share of raw positions above T up to which ``Tally`` counts pixel by pixel
 # the guessed band: the levels exceeded by 2 m + 3 sqrt(m) and by m / 2 - 3 sqrt(m) of the first
@@ -120,6 +124,31 @@ class Tally:
         """(C, K + G) counts: I then A."""
         return self.counter.counts.T
 
+    @property
+    def reducers(self) -> list:
+        """The state that a distributed pass merges across ranks (the counts are summed)."""
+        return [self.top] if self.top is not None else []
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The tensors of a checkpoint (``load`` reads them back into a fresh Tally)."""
+        top = prefixed("top", self.top.state_dict()) if self.top is not None else {}
+        return dict(top, counter=self.counter.counts)
+
+    def load(self, state: dict[str, torch.Tensor]) -> "Tally":
+        self.counter.counts = state["counter"].to(self.t.device, copy=True)
+        if self.top is not None:
+            self.top.load_state_dict(unprefixed(state, "top"))
+        return self
+
+
+def prefixed(prefix: str, state: dict) -> dict:
+    """``state`` with its keys under ``prefix/`` (``unprefixed`` takes them back out)."""
+    return {f"{prefix}/{k}": v for k, v in state.items()}
+
+
+def unprefixed(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + "/")}
+
 
 class Band:
     """The fired pixels between two levels, with their values: one key per concept mask
@@ -140,6 +169,33 @@ class Band:
         self.keys += [keys, self.offset + index[image] * self.channels + unit]
         self.values += [value[which].float(), value.float()]
         self.size += len(keys) + len(unit)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The band as a few tensors (its images' targets padded with -1 to one width)."""
+        device = self.low.device
+        ids = [index for index, _ in self.images]
+        width = max((target.shape[1] for _, target in self.images), default=0)
+        targets = [F.pad(target, (0, width - target.shape[1]), value=-1)
+                   for _, target in self.images]
+        return {"low": self.low, "high": self.high,
+                "keys": torch.cat(self.keys) if self.keys else torch.zeros(0, dtype=torch.long,
+                                                                           device=device),
+                "values": torch.cat(self.values) if self.values else torch.zeros(0,
+                                                                                 device=device),
+                "ids": torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long, device=device),
+                "targets": (torch.cat(targets) if targets
+                            else torch.zeros(0, 0, dtype=torch.long, device=device))}
+
+    @classmethod
+    def load(cls, state: dict[str, torch.Tensor], targets: int, device) -> "Band":
+        state = {k: v.to(device, copy=True) for k, v in state.items()}
+        band = cls(state["low"], state["high"], targets)
+        if len(state["keys"]):
+            band.keys, band.values = [state["keys"]], [state["values"]]
+            band.size = len(state["keys"])
+        if len(state["ids"]):
+            band.images = [(state["ids"], state["targets"])]
+        return band
 
     def holds(self, t: torch.Tensor) -> bool:
         """Whether every unit's T lies in its band (low <= T <= high): then the pixels above T
@@ -255,17 +311,48 @@ class Search:
             self.band = self.counter = None  # too many: counted in a second pass
 
     def thresholds(self) -> torch.Tensor | None:
-        """T per unit, or None when the exact estimator saw more positions than planned."""
+        """T per unit, or None when the exact estimator saw more positions than planned (or
+        the estimator was dropped: ranks that planned it differently)."""
         estimate, q = self.estimate, 1.0 - self.quantile
+        if estimate is None:
+            return None
         if isinstance(estimate, TopValues) and TopValues.needed(estimate.count, q) > estimate.t:
             return None
         return estimate.quantile(q)
 
     def counts(self, t: torch.Tensor) -> torch.Tensor | None:
-        """(C, K + G) counts for thresholds ``t``, or None when the band missed some T."""
+        """(C, K + G) counts for thresholds ``t``, or None when the band missed some T (zeros
+        when this process saw no image: a rank with an empty shard)."""
+        if not self.guessed:
+            return torch.zeros(len(t), self.targets, dtype=torch.long, device=t.device)
         if self.band is None or not self.band.holds(t):
             return None
         return (self.counter.counts + self.band.counts(t)).T
+
+    @property
+    def reducers(self) -> list:
+        """The state that a distributed pass merges across ranks (the counts are summed)."""
+        return [r for r in (self.estimate, self.top) if r is not None]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The tensors of a checkpoint (``load`` reads them back into a fresh Search)."""
+        out = dict(prefixed("estimate", self.estimate.state_dict()),
+                   **prefixed("top", self.top.state_dict()), guessed=torch.tensor(self.guessed))
+        if self.band is not None:
+            out.update(prefixed("band", self.band.state()), counter=self.counter.counts)
+        return out
+
+    def load(self, state: dict[str, torch.Tensor]) -> "Search":
+        device = self.estimate.device
+        self.guessed = bool(state["guessed"])
+        self.estimate.load_state_dict({k: v.to(device) for k, v in
+                                       unprefixed(state, "estimate").items()})
+        self.top.load_state_dict(unprefixed(state, "top"))
+        if "counter" in state:
+            self.band = Band.load(unprefixed(state, "band"), self.targets, device)
+            self.counter = Counter(self.targets, self.estimate.channels, device)
+            self.counter.counts = state["counter"].to(device, copy=True)
+        return self
 
 
 def estimator(kind: str, channels: int, n_values: int, q: float, *, k: int, seed: int,

@@ -18,7 +18,8 @@ __all__ = ["count_influence"]
 
 def count_influence(atlas: "Atlas", model: nn.Module, data,
                     pairs: Sequence[tuple[str, str]] | None = None, *, estimator: str = "conv",
-                    top_inputs: int = 5, progress: bool = True, **options: Any) -> Influence:
+                    top_inputs: int = 5, progress: bool = True,
+                    **options: Any) -> Influence | None:
     """Summit's influence counts I of layer pairs over ``data`` (images with labels, e.g. the
     data the atlas was built on), as an ``Influence`` result.
 
@@ -34,7 +35,9 @@ def count_influence(atlas: "Atlas", model: nn.Module, data,
     the bottlenecks not being atlas layers. The counts are sparse ``ClassCounts``
     (``counts[y]`` per class, ``np.asarray`` for all); ``params`` holds the pass's joins,
     bottlenecks, how the gradient estimator ran per pair and the chunking its memory budget
-    chose.
+    chose. Under ``torch.distributed`` the pass is sharded (``collect_influence``'s
+    ``distributed``, ``checkpoint``): every rank gets the counts of all the images, or only rank
+    0 with ``distributed="rank0"`` (the others get None).
     """
     if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise ValueError(f"count_influence takes one estimator from {ESTIMATORS}, got "
@@ -53,6 +56,8 @@ def count_influence(atlas: "Atlas", model: nn.Module, data,
                          f"{atlas.stats.num_classes} classes")
     stats = collect_influence(model, data, pairs, estimator=estimator, top_inputs=top_inputs,
                               progress=progress, **options)
+    if stats is None:
+        return None
     c = stats.config
     params = {key: c[key] for key in ("stride", "min_influence", "fold_bn", "skip_tokens",
                                       "joins", "bottlenecks", "gradient", "chunking",

@@ -14,7 +14,10 @@ from tqdm.auto import tqdm
 
 from ...capture import Capture, LayerError, StopForward, as_channels, resolve_layers
 from ...datasets.items import image_data
+from ...datasets.shard import current_world
+from ...stats.checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen, model_digest
 from ...stats.collect import check_device, check_labels
+from ...stats.collective import combine_pass, together
 from ...stats.influence import InfluenceStats
 from ..backend import choose_backend
 from .budget import DEFAULT_BUDGET, parse_budget
@@ -37,7 +40,9 @@ def collect_influence(model: nn.Module, data,
                       chunk_elements: int | None = None, backend: str = "auto",
                       index_offset: int = 0, device: torch.device | str | None = None,
                       batch_size: int = 64, image_key: str | None = None,
-                      label_key: str | None = None, progress: bool = True) -> InfluenceStats:
+                      label_key: str | None = None, progress: bool = True,
+                      distributed: str = "auto", checkpoint=None,
+                      checkpoint_every: int = CHECKPOINT_EVERY) -> InfluenceStats | None:
     """One streaming pass over ``data`` that fills Summit's influence counts I for every
     (earlier, later) layer pair in ``pairs``.
 
@@ -76,6 +81,12 @@ def collect_influence(model: nn.Module, data,
     The first batch's first images run once more in a probe pass that plans the work (see
     ``plan``); then one ``Capture`` block covers the whole pass, so the model is snapshot and
     put back once, not per batch, and is left exactly as it was.
+
+    Under ``torch.distributed`` (``distributed="auto"``, see ``datasets.shard``) each process
+    counts its shard and the counts are combined with collectives, so every rank gets those of
+    one process over all the data (``"rank0"``: rank 0 only, the others get None).
+    ``checkpoint`` names a folder where the pass saves its counts every ``checkpoint_every``
+    batches; started again after a crash it resumes there (``stats.checkpoint``).
     """
     estimators = [estimator] if isinstance(estimator, str) else list(dict.fromkeys(estimator))
     bad = [e for e in estimators if e not in ESTIMATORS]
@@ -98,12 +109,45 @@ def collect_influence(model: nn.Module, data,
                   stride=int(stride), fold_bn=bool(fold_bn), skip_tokens=int(skip_tokens),
                   num_classes=num_classes, channels={}, joins={}, bottlenecks={}, gradient={},
                   chunking=None, n_images=0, image_ranges=[])
-    batches = items.batches(index_offset=index_offset, device=dev, labels="required",
-                            progress=progress, desc="influence")
-    first = next(batches)
-    plan = plan_pass(model, first.images, pairs, estimators=estimators, convs=convs,
-                     skip_tokens=skip_tokens, fold_bn=fold_bn, budget=budget,
-                     batch=max(first.images.shape[0], batch_size), crops=crops,
+    world = current_world(distributed)
+    with together("influence", world):
+        run = Checkpoint.open(checkpoint, kind="influence", every=checkpoint_every, world=world,
+                              fingerprint=dict(config, crops=crops, convs=None if convs is None
+                                               else {"|".join(k): v for k, v in convs.items()},
+                                               index_offset=index_offset, batch_size=batch_size,
+                                               model=model_digest(model), images=items.n_images))
+        done, seen, stats = 0, Seen(), None
+        if run is not None and run.restored is not None:
+            done, state = run.restored
+            seen = Seen(state)
+            stats = InfluenceStats.from_state_dict(state, device=dev)
+        batches = items.batches(index_offset=index_offset, device=dev, labels="required",
+                                progress=progress and (world is None or world.rank == 0),
+                                desc="influence", world=world, skip=done)
+        first = next(batches, None)  # None: an empty shard, or a resumed pass with all done
+        if first is not None:
+            stats = _count(model, first, batches, pairs, config, stats, convs, budget, crops,
+                           backend, chunk_elements, batch_size, progress, done, seen, run)
+    if world is not None:
+        stats = combine_pass("influence", stats,
+                             lambda c: InfluenceStats.empty(c, device=dev),
+                             lambda s: list(s.reducers.values()), seen.ids, index_offset, world)
+        if stats is None:
+            return None
+    else:
+        stats.config["image_ranges"] = [[index_offset, index_offset + stats.n_images]]
+    if run is not None:
+        run.finish()
+    return stats
+
+
+def _count(model, first, batches, pairs, config, stats, convs, budget, crops, backend,
+           chunk_elements, batch_size, progress, done, seen, run) -> InfluenceStats:
+    """Plan the pass on its first batch, then count every batch into ``stats`` (new ones, or
+    those of a resumed pass)."""
+    plan = plan_pass(model, first.images, pairs, estimators=config["estimators"], convs=convs,
+                     skip_tokens=config["skip_tokens"], fold_bn=config["fold_bn"],
+                     budget=budget, batch=max(first.images.shape[0], batch_size), crops=crops,
                      backend=backend)
     if config["num_classes"] is None:
         if plan.num_classes is None:
@@ -115,16 +159,17 @@ def collect_influence(model: nn.Module, data,
     config["pairs"] = [list(p) for p in plan.pairs]
     if progress:
         tqdm.write(f"influence: {plan.chunking.describe()}")
-    stats = InfluenceStats.empty(config, device=dev)
+    if stats is None:
+        stats = InfluenceStats.empty(config, device=first.images.device)
     runner = _Runner(model, plan, stats, chunk_elements, backend, progress)
-    n = 0
     with runner.capture() as capture:
-        for i, batch in enumerate(itertools.chain([first], batches)):
+        for i, batch in enumerate(itertools.chain([first], batches), start=done):
             check_labels(batch.labels, config["num_classes"], i)
             runner.run(capture, batch.images, batch.labels)
-            n += batch.images.shape[0]
-    config["n_images"] = n
-    config["image_ranges"] = [[index_offset, index_offset + n]]
+            stats.config["n_images"] += batch.images.shape[0]
+            seen.add(batch.index)
+            if run is not None:
+                run.step(i + 1, lambda: seen.into(stats.state_dict()))
     return stats
 
 

@@ -15,6 +15,10 @@ activation map, upsampled to the input with every map position placed at the cen
 receptive field, with exactly the patch's box and resized by the same filter, so the overlay lies
 on the pixels it describes (a plain upsampling puts position j at (j + 1/2) * stride instead,
 (stride - 1) / 2 pixels off for the usual "same"-padded strided convolutions).
+
+Under ``torch.distributed`` (``datasets.shard``) each rank reads, crops and maps only the top
+images of its shard, and the ranks gather each other's patches: every slot is filled by the one
+rank that holds its image, so the result is the one process's.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ...capture import Capture, model_device
 from ...datasets.items import image_data
+from ...datasets.shard import World, current_world, sampler_ids
+from ...stats.collective import agree, gather_tensors, together
 from .crops import _cut, _fill_colour, _resize, _to_uint8_image, crop_patches, image_getter
 from .fields import ReceptiveField, receptive_fields
 from .result import Patches
@@ -108,7 +115,7 @@ def _heat_crops(maps: torch.Tensor, rf: ReceptiveField, rows, cols, size: int, f
 def example_patches(atlas: "Atlas", model: torch.nn.Module, data, *, n_patches: int = 9,
                     size: int | None = None, input_shape=None, mean=None, std=None, fill=None,
                     heatmaps: bool = True, rf: dict | None = None, batch_size: int = 64,
-                    progress: bool = True) -> Patches:
+                    progress: bool = True, distributed: str = "auto") -> Patches | None:
     """Every neuron's ``n_patches`` example patches, as a ``Patches`` result.
 
     ``data`` must be the data set the atlas was built from, in the same order (image ids are
@@ -124,11 +131,19 @@ def example_patches(atlas: "Atlas", model: torch.nn.Module, data, *, n_patches: 
     centre). With ``heatmaps`` the top images run through the model once more (in batches of
     ``batch_size``, on the model's device) to cut each neuron's activation map over its patches:
     the same box as the patch (zeros where a padded box leaves the image), resized the same way.
+
+    Under ``torch.distributed`` (``distributed="auto"``, see ``datasets.shard``) each process
+    reads only the top images of its shard (ids ``rank::size`` of a data set, or those of a
+    loader's ``DistributedSampler``) and every rank gets the patches of all (``"rank0"``: rank
+    0 only, the others get None; ``"off"``: each process reads every image itself).
     """
     if isinstance(n_patches, bool) or not isinstance(n_patches, (int, np.integer)) or n_patches < 1:
         raise ValueError(f"n_patches must be a whole number of patches, at least 1, got "
                          f"{n_patches!r}")
     k = int(n_patches)
+    world = current_world(distributed)
+    data, mine = _shard(data, world)
+    progress = progress and (world is None or world.rank == 0)
     items = image_data(data, model=model)
     if len(items) < atlas.stats.n_images:
         raise ValueError(f"the atlas was built over {atlas.stats.n_images} images but the data set "
@@ -151,6 +166,26 @@ def example_patches(atlas: "Atlas", model: torch.nn.Module, data, *, n_patches: 
     if missing:
         raise KeyError(f"no receptive field for layers {missing}: measure them with "
                        "receptive_fields(model, atlas.layers, input_shape)")
+    with together("patches", world):
+        patches, values, images, heat, heat_layers = _read(
+            atlas, model, data, items, rf, k, size, colour, mean, std, heatmaps, batch_size,
+            progress, mine)
+    if world is not None:
+        agree(None, "patches", world)
+        if not _gathered(patches, heat, _owned(images, mine), world):
+            return None
+    return Patches(patches=patches, values=values, images=images, heatmaps=heat,
+                   layers=list(layers), input_shape=list(input_shape),
+                   heatmap_layers=heat_layers,
+                   fill=None if colour is None else [int(v) for v in colour],
+                   params={"mean": _listed(mean), "std": _listed(std),
+                           "batch_size": int(batch_size)})
+
+
+def _read(atlas, model, data, items, rf, k, size, colour, mean, std, heatmaps, batch_size,
+          progress, mine):
+    """(patches, values, images, heat maps or None, heat-map layers): the slots whose image this
+    rank reads (``mine``: a mask over image ids, None for all) filled, the others empty."""
     getter = image_getter(data, mean, std)
     cache: dict[int, np.ndarray] = {}
 
@@ -165,29 +200,65 @@ def example_patches(atlas: "Atlas", model: torch.nn.Module, data, *, n_patches: 
     values = np.full((n_total, k), np.nan, dtype=np.float32)
     images = np.full((n_total, k), -1, dtype=np.int64)
     tops, start = {}, 0
-    for name in tqdm(layers, desc="patches", disable=not progress):
+    for name in tqdm(atlas.layers, desc="patches", disable=not progress):
         index, vals, rows, cols = _top(atlas, name, k)
         channels = index.shape[0]
         tops[name] = (start, index, vals, rows, cols)
-        valid = index >= 0
-        if valid.any():
-            crops = crop_patches(pixels, rf[name], index[valid], rows[valid], cols[valid],
+        read = _owned(index, mine)
+        if read.any():
+            crops = crop_patches(pixels, rf[name], index[read], rows[read], cols[read],
                                  size=size, fill=colour)
             block = patches[start:start + channels]
-            block[valid] = crops
+            block[read] = crops
         values[start:start + channels] = vals
         images[start:start + channels] = index
         start += channels
     heat, heat_layers = None, []
     if heatmaps:
         heat, heat_layers = _heatmaps(atlas, model, items, rf, tops, size, colour, batch_size,
-                                      progress)
-    return Patches(patches=patches, values=values, images=images, heatmaps=heat,
-                   layers=list(layers), input_shape=list(input_shape),
-                   heatmap_layers=heat_layers,
-                   fill=None if colour is None else [int(v) for v in colour],
-                   params={"mean": _listed(mean), "std": _listed(std),
-                           "batch_size": int(batch_size)})
+                                      progress, mine)
+    return patches, values, images, heat, heat_layers
+
+
+def _shard(data, world: World | None):
+    """(the data to read images by id from, a mask over image ids: those this rank reads, or
+    None for all). A loader with a ``DistributedSampler`` gives its shard's ids and its data set
+    (ids are positions in it); any other data is read ``rank::size``."""
+    if world is None:
+        return data, None
+    sampler = data.sampler if isinstance(data, DataLoader) else None
+    if isinstance(sampler, DistributedSampler):
+        ids, keep = sampler_ids(sampler, len(data.dataset), world)
+        mine = np.zeros(len(data.dataset), dtype=bool)
+        mine[ids[keep].numpy()] = True
+        return data.dataset, mine
+    return data, np.arange(len(image_data(data))) % world.size == world.rank
+
+
+def _owned(index: np.ndarray, mine: np.ndarray | None) -> np.ndarray:
+    """Which slots of ``index`` (image ids, -1: none) hold an image this rank reads."""
+    valid = index >= 0
+    return valid if mine is None else valid & mine[np.where(valid, index, 0)]
+
+
+def _gathered(patches, heat, owned, world: World) -> bool:
+    """Fill every rank's slots into ``patches`` and ``heat`` (in place) from the rank that read
+    their image; False on the ranks that do not keep the result."""
+    slots = np.flatnonzero(owned)
+    flat_patches = patches.reshape(-1, *patches.shape[2:])
+    mine = [torch.from_numpy(slots), torch.from_numpy(flat_patches[slots])]
+    if heat is not None:
+        flat_heat = heat.reshape(-1, *heat.shape[2:])
+        mine.append(torch.from_numpy(flat_heat[slots]))
+    per_rank = gather_tensors(mine, world)
+    if per_rank is None:
+        return False
+    for parts in per_rank:
+        theirs = parts[0].numpy()
+        flat_patches[theirs] = parts[1].numpy()
+        if heat is not None:
+            flat_heat[theirs] = parts[2].numpy()
+    return True
 
 
 def _listed(value):
@@ -195,8 +266,9 @@ def _listed(value):
     return None if value is None else [float(v) for v in np.atleast_1d(value)]
 
 
-def _heatmaps(atlas, model, items, rf, tops, size, fill, batch_size, progress):
-    """(neurons, k, size, size) uint8 maps over the patches, and the layers that have them."""
+def _heatmaps(atlas, model, items, rf, tops, size, fill, batch_size, progress, mine=None):
+    """(neurons, k, size, size) uint8 maps over the patches, and the layers that have them; only
+    of the images in ``mine`` (a mask over image ids, None for all), zeros elsewhere."""
     n_total = len(atlas.neuron_ids)
     k = next(iter(tops.values()))[1].shape[1]
     heat = np.zeros((n_total, k, size, size), dtype=np.uint8)
@@ -207,7 +279,7 @@ def _heatmaps(atlas, model, items, rf, tops, size, fill, batch_size, progress):
     needs: dict[int, list] = {}
     for name in map_layers:
         _, index, _, _, _ = tops[name]
-        for c, r in zip(*np.nonzero(index >= 0)):
+        for c, r in zip(*np.nonzero(_owned(index, mine))):
             needs.setdefault(int(index[c, r]), []).append((name, int(c), int(r)))
     ids = sorted(needs)
     maps = {name: {} for name in map_layers}  # (c, r) -> (h, w) map
