@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["GRAPHS", "class_layouts", "class_similarity", "cluster_labels", "concept_labels",
            "confusion", "dissection_masks", "dissection_summary", "dissection_units",
            "embedding_layout", "explanation", "feature_visualizations", "graph_json", "graphs",
-           "influence_pair", "neighbours", "note", "patches", "require", "result",
-           "stream_labels"]
+           "influence_pair", "neighbours", "note", "patch_images", "patches", "require",
+           "result", "stream_labels"]
 
 # graph kinds the graph view shows, and the results that hold them
 GRAPHS = {"attribution": "attribution_graphs", "cluster": "cluster_graphs"}
@@ -47,6 +47,13 @@ def require(atlas: "Atlas", name: str):
 def patches(atlas: "Atlas"):
     """The ``Patches`` result (patches, heatmaps, values: one row per neuron), or None."""
     return result(atlas, "patches")
+
+
+def patch_images(atlas: "Atlas") -> np.ndarray | None:
+    """The image id of each example patch, int32 (neurons, n_patches) (-1: none), or None
+    without patches."""
+    examples = patches(atlas)
+    return None if examples is None else np.asarray(examples.images, np.int32)
 
 
 def cluster_labels(atlas: "Atlas") -> np.ndarray | None:

@@ -7,6 +7,12 @@ with its example patch, its activation map over the image, its dissection label,
 name and the share of the mask its region covers. A click on a unit selects its neuron in every
 linked view (the shared ``SelectionModel``). Everything comes from the atlas's ``Explanation``
 (``adapters.explanation``); the view computes nothing.
+
+With an ``explainer`` (``notebookcarto.explain.Explainer``) the view explains more images on
+demand, in the kernel: the front end asks with a custom message ``{"type": "explain", "image":
+id}`` (a click on an unexplained exemplar in the Explorer's gallery), the explainer explains the
+image and attaches it to the atlas, and the view shows it. An exported page has no kernel: there
+only the explained images are shown.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ __all__ = ["CURVE_COLOURS", "ExplanationView", "curves_chart"]
 # one colour per method, in order (Paul Tol's "bright"), repeating
 CURVE_COLOURS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb"]
 CHART_PX = 240
+# the traits that are the explanation's arrays, as adapters.explanation names them
+FIELDS = ("methods", "mask_methods", "image_ids", "targets", "labels", "predictions",
+          "probabilities", "images", "heatmaps", "fractions", "deletion", "insertion",
+          "deletion_auc", "insertion_auc", "patch_rows")
+ON_DEMAND = ("no image explained yet: click an exemplar to explain it (in the Explorer's "
+             "gallery, or view.explain_image(id))")
+NO_EXPLAINER = ("this view has no explainer to explain more images: give it one, "
+                "ExplanationView(atlas, explainer=Explainer(model, data, atlas=atlas)) or "
+                "Explorer(atlas, explainer=...)")
 
 
 def _arrays_to_json(values, widget=None):
@@ -64,12 +79,34 @@ def curves_chart(found: dict, row: int, method: str):
     return widget
 
 
+def _traits(found: dict | None, on_demand: bool) -> tuple[dict, list[str]]:
+    """The traits and notes of ``found`` (``adapters.explanation``, None without one)."""
+    if found is None:
+        return {}, [ON_DEMAND if on_demand else adapters.note("explanation")]
+    traits = {k: found[k] for k in FIELDS}
+    units = found["units"]
+    if units is None:
+        return traits, ["this explanation has no units: explain with layer=... to see the units "
+                        "behind each prediction"]
+    traits.update(unit_layer=units["layer"], unit_neurons=units["neurons"],
+                  unit_contributions=units["contributions"], unit_coverage=units["coverage"],
+                  unit_maps=units["maps"], unit_labels=units["labels"],
+                  unit_cluster_labels=units["cluster_labels"], coverage_of=units["coverage_of"])
+    return traits, []
+
+
 class ExplanationView(View):
     """The explanations of single predictions held by the atlas (see the module docstring).
 
     ``image`` is the chosen image's id (one of ``image_ids``; default the first), ``method``
     the heatmap shown (one of ``methods``; default the first), ``opacity`` the heatmap's
     (0 to 1). Without an ``Explanation`` the view says which call makes one.
+
+    ``explainer`` (an ``Explainer``) explains images on demand (``explain_image``, or a click
+    on an unexplained exemplar in the Explorer's gallery); it attaches what it explains to
+    ``atlas`` (``explainer.update``), merged with the explanation the atlas holds: giving the
+    view an explainer asks for that. ``pending`` is the image being explained (-1: none),
+    ``error`` why the last request failed ("" when it did not).
     """
 
     _view = t.Unicode("explanation").tag(sync=True)
@@ -103,40 +140,88 @@ class ExplanationView(View):
     # (neurons, n_patches) the row of each example patch's image, -1: not explained (a click
     # on an explained exemplar in the Explorer's gallery shows its explanation)
     patch_rows = Array("int32", ndim=2).tag(sync=True)
+    # with an explainer (explainable): the image id of each example patch (-1: none), so that
+    # a click on an unexplained exemplar asks the kernel to explain its image
+    explainable = t.Bool(False).tag(sync=True)
+    patch_images = Array("int32", ndim=2).tag(sync=True)
+    pending = t.Int(-1).tag(sync=True)  # the image being explained, -1: none
+    error = t.Unicode("").tag(sync=True)  # why the last request failed, "": it did not
     chart = anywidget.WidgetTrait().tag(sync=True)
     notes = t.List(t.Unicode()).tag(sync=True)
 
     def __init__(self, atlas, *, image: int | None = None, method: str | None = None,
-                 opacity: float = 0.6, height: int = 0, state=None, data=None):
+                 opacity: float = 0.6, height: int = 0, state=None, data=None,
+                 explainer=None):
+        if explainer is not None and not callable(getattr(explainer, "update", None)):
+            raise TypeError(f"explainer must be a notebookcarto.explain.Explainer (with "
+                            f".update(atlas, images)), got {type(explainer).__name__}")
         found = adapters.explanation(atlas)
         if found is None and (image is not None or method is not None):
             raise ValueError(adapters.note("explanation") + " before choosing an image or a "
                              "method")
-        traits, notes = {}, []
-        if found is None:
-            notes.append(adapters.note("explanation"))
-        else:
-            traits.update({k: found[k] for k in (
-                "methods", "mask_methods", "image_ids", "targets", "labels", "predictions",
-                "probabilities", "images", "heatmaps", "fractions", "deletion", "insertion",
-                "deletion_auc", "insertion_auc", "patch_rows")})
-            units = found["units"]
-            if units is None:
-                notes.append("this explanation has no units: explain with layer=... to see "
-                             "the units behind each prediction")
-            else:
-                traits.update(unit_layer=units["layer"], unit_neurons=units["neurons"],
-                              unit_contributions=units["contributions"],
-                              unit_coverage=units["coverage"], unit_maps=units["maps"],
-                              unit_labels=units["labels"],
-                              unit_cluster_labels=units["cluster_labels"],
-                              coverage_of=units["coverage_of"])
+        traits, notes = _traits(found, explainer is not None)
+        if explainer is not None:
+            traits.update(explainable=True, patch_images=adapters.patch_images(atlas))
         super().__init__(atlas, state=state, data=data, opacity=opacity, height=height,
                          notes=notes, **traits)
+        self.explainer = explainer
         if found is not None:
             self.image = int(found["image_ids"][0]) if image is None else image
             self.method = found["methods"][0] if method is None else method
             self.chart = curves_chart(found, self.row, self.method)
+        self.on_msg(self._on_message)
+
+    def explain_image(self, image: int) -> None:
+        """Show image ``image`` (an id into the explainer's data), explaining it first with the
+        view's explainer when the atlas has not explained it: the explainer attaches it to the
+        atlas (merged with what it holds) and the view's traits are read again from there.
+        What a click on an unexplained exemplar in the Explorer's gallery asks for. Raises
+        when ``image`` is not an integer, when the explainer fails (an id out of its data's
+        range, ...) and, for an unexplained image, without an explainer; a request from the
+        front end shows the error in the view (``error``) instead."""
+        if isinstance(image, bool) or not isinstance(image, (int, np.integer)):
+            raise TypeError(f"an image is an integer id, got {image!r}")
+        image = int(image)
+        self.error = ""
+        if self.image_ids is not None and image in self.image_ids:
+            self.image = image
+            return
+        if self.explainer is None:
+            raise ValueError(f"image {image} was not explained and {NO_EXPLAINER}")
+        self.pending = image
+        try:
+            self.explainer.update(self.atlas, [image])
+            self._refresh(image)
+        finally:
+            self.pending = -1
+
+    def _refresh(self, image: int) -> None:
+        """Read the traits again from the atlas's explanation and choose ``image``, in one
+        message to the front end."""
+        found = adapters.explanation(self.atlas)
+        traits, notes = _traits(found, True)
+        old = self.chart
+        with self.hold_sync():
+            for name, value in traits.items():
+                setattr(self, name, value)
+            self.notes = notes
+            self.image = image
+            if self.method not in self.methods:
+                self.method = self.methods[0]
+            self.chart = curves_chart(found, self.row, self.method)
+        if old is not None:
+            old.close()
+
+    def _on_message(self, widget, content, buffers):
+        """The front end's requests: ``{"type": "explain", "image": id}``; a failure is shown in
+        the view (``error``), as the front end has no other way to see it."""
+        if not isinstance(content, dict) or content.get("type") != "explain":
+            return
+        image = content.get("image")
+        try:
+            self.explain_image(image)
+        except Exception as err:  # any failure of the explainer: the front end shows it
+            self.error = f"could not explain image {image}: {err}"
 
     @property
     def row(self) -> int:

@@ -31,7 +31,10 @@ class Explorer(View):
     are ``explorer.scatter``, ``.graph``, ``.gallery``, ``.sidebar``, ``.chart``,
     ``.dissection`` and ``.explanation``; keyword dicts ``scatter=``, ``graph=``, ... pass
     options to them. A click on a gallery exemplar whose image the atlas explains shows its
-    explanation.
+    explanation. With an ``explainer`` (``notebookcarto.explain.Explainer``, passed to the
+    explanation view, which is then shown even before the atlas explains any image) a click on
+    an unexplained exemplar explains its image in the kernel and attaches it to the atlas
+    (see ``ExplanationView``).
 
     The front end lays the parts out by the width of the Explorer's own container (three
     columns, two, or one below about 760 px) and follows the JupyterLab theme (or, in an
@@ -52,7 +55,7 @@ class Explorer(View):
                  scatter: dict | None = None, graph: dict | None = None,
                  gallery: dict | None = None, sidebar: dict | None = None,
                  dissection: dict | None = None, explanation: dict | None = None,
-                 data: AtlasData | None = None,
+                 explainer=None, data: AtlasData | None = None,
                  state: SelectionModel | None = None):
         state = state or SelectionModel(cls=0 if atlas.stats.num_classes else -1)
         data = data or AtlasData.from_atlas(atlas)
@@ -66,8 +69,9 @@ class Explorer(View):
             parts["chart"] = selection_chart(atlas, state)
         if atlas.has("dissection"):
             parts["dissection"] = DissectionPanel(atlas, **(dissection or {}), **shared)
-        if atlas.has("explanation"):
-            parts["explanation"] = ExplanationView(atlas, **(explanation or {}), **shared)
+        if atlas.has("explanation") or explainer is not None:
+            parts["explanation"] = ExplanationView(atlas, explainer=explainer,
+                                                   **(explanation or {}), **shared)
         if title is None:
             info = atlas.model_info.get("class", "model")
             title = f"{info}: {len(atlas.layers)} layers, {len(atlas.neuron_ids)} neurons"

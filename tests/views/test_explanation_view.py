@@ -1,6 +1,6 @@
 """ExplanationView: what it sends equals the atlas's Explanation; without one it says which call
 makes it; it shares the Explorer's selection, travels in the export, and refuses images that
-were not explained."""
+were not explained; with an explainer it explains an image when the front end asks."""
 
 from __future__ import annotations
 
@@ -109,4 +109,80 @@ def test_the_explorer_includes_it_when_the_atlas_explains(explained):
     plain, _, _ = small_atlas(n=60, seed=1)
     explorer = Explorer(plain, charts=False)
     assert explorer.explanation is None
+    close_widgets(explorer)
+
+
+@pytest.fixture
+def on_demand():
+    """(atlas with patches and no explanation, a tiny explainer, an exemplar's image id)."""
+    from notebookcarto.explain import Explainer
+
+    atlas, model, data = small_atlas(n=60, seed=1)
+    explainer = Explainer(model, data.tensors(progress=False), atlas=atlas, methods=["igos"],
+                          options={"iterations": 1, "points": 2}, top_units=2, progress=False)
+    return atlas, explainer, int(atlas.get("patches").images[0, 0])
+
+
+def test_a_message_explains_the_image_and_shows_it(on_demand):
+    atlas, explainer, image = on_demand
+    view = ExplanationView(atlas, explainer=explainer)
+    assert view.explainable and view.image == -1 and "click an exemplar" in view.notes[0]
+    np.testing.assert_array_equal(view.patch_images, atlas.get("patches").images)
+    seen = []
+    view.observe(lambda change: seen.append(change["new"]), "pending")
+    view._handle_custom_msg({"type": "explain", "image": image}, [])
+    assert seen == [image, -1] and view.error == ""
+    found = atlas.get("explanation")
+    assert found.image_ids.tolist() == [image]  # attached to the atlas, as the docstring says
+    assert view.image == image and view.image_ids.tolist() == [image] and view.row == 0
+    assert view.method == "igos" and not view.notes and view.chart is not None
+    np.testing.assert_array_equal(view.heatmaps[0], found.saliency["igos"])
+    assert view.unit_neurons.shape == (1, 2)
+    assert (view.patch_rows[atlas.get("patches").images == image] == 0).all()
+    # a second image joins the first
+    other = int(next(v for v in atlas.get("patches").images.ravel() if v not in (image, -1)))
+    view.explain_image(other)
+    assert sorted(view.image_ids.tolist()) == sorted([image, other]) and view.image == other
+    assert len(atlas.get("explanation")) == 2
+    view._handle_custom_msg({"type": "explain", "image": image}, [])  # explained: just shown
+    assert view.image == image and len(atlas.get("explanation")) == 2
+
+
+def test_a_bad_request_is_shown_in_the_view(on_demand):
+    atlas, explainer, _ = on_demand
+    view = ExplanationView(atlas, explainer=explainer)
+    view._handle_custom_msg({"type": "explain", "image": 999}, [])
+    assert view.error == ("could not explain image 999: image id 999 is out of range: the data "
+                          "has 60 images")
+    assert view.pending == -1 and view.image == -1 and not atlas.has("explanation")
+    view._handle_custom_msg({"type": "explain", "image": "7"}, [])
+    assert view.error == "could not explain image 7: an image is an integer id, got '7'"
+    with pytest.raises(TypeError, match="explainer must be a notebookcarto.explain.Explainer"):
+        ExplanationView(atlas, explainer=object())
+
+
+def test_without_an_explainer_a_request_is_refused(explained):
+    atlas, _ = explained
+    view = ExplanationView(atlas)
+    assert not view.explainable and view.patch_images is None
+    view._handle_custom_msg({"type": "explain", "image": 3}, [])
+    assert view.error.startswith("could not explain image 3: image 3 was not explained and this "
+                                 "view has no explainer")
+    assert "ExplanationView(atlas, explainer=Explainer(model, data, atlas=atlas))" in view.error
+    assert view.image == IDS[0] and view.image_ids.tolist() == IDS
+    view._handle_custom_msg({"type": "explain", "image": IDS[1]}, [])  # explained: shown
+    assert view.image == IDS[1] and view.error == ""
+
+
+def test_the_explorer_shows_it_with_an_explainer(on_demand):
+    from notebookcarto.views import Explorer
+    from notebookcarto.views.export import close_widgets
+
+    atlas, explainer, image = on_demand
+    explorer = Explorer(atlas, charts=False, explainer=explainer)
+    view = explorer.explanation
+    assert view.explainer is explainer and view.explainable and view.state is explorer.state
+    assert "click an exemplar to explain it" in view.notes[0]
+    view.explain_image(image)
+    assert view.image == image and atlas.has("explanation")
     close_widgets(explorer)

@@ -1,11 +1,15 @@
 // ExplanationView: the chosen explained image with a method's heatmap over it (opacity slider,
 // method switch), the deletion and insertion curves with their AUCs, and the units that
-// carried the prediction; a click on a unit selects its neuron in every linked view.
-import { array, fillNotes, h, listen, neuronIndex, segmented, select, setTrait } from "../util.js";
+// carried the prediction; a click on a unit selects its neuron in every linked view. With an
+// explainer in the kernel, images are explained on request (`request.js`: an "nc-explain"
+// event on the view's root, from the Explorer's gallery) and the view is drawn again when
+// the explained images change.
+import { array, fillNotes, h, listen, message, neuronIndex, segmented, select, setTrait } from "../util.js";
 import * as P from "../patches.js";
 import { followTheme } from "../theme.js";
 import { renderCurves } from "./curves.js";
 import { drawOver, heatCanvas, imageCanvas } from "./heatmap.js";
+import { followRequests } from "./request.js";
 import { drawUnits, markUnits } from "./units.js";
 
 const PX = 240;  // the image on the page
@@ -20,30 +24,26 @@ function imageLabel(model, names, r) {
   return `image ${id}: ${name(target)} (${(100 * p).toFixed(0)}%)${label >= 0 ? `, label ${name(label)}` : ""}`;
 }
 
-export async function renderExplanation({ model, el, host, signal }) {
-  const state = await host.getModel(model.get("state"));
-  const data = await host.getModel(model.get("data"));
-  const e = { model, state, index: neuronIndex(data), sheets: P.sheets(data) };
-  const root = h("div", { class: "nc-view nc-explanation" });
+/** Draw the explained images of view `e` into `el` (toolbar, image, curves, units); the chart
+ * follows the theme of `view` (the view's element). */
+async function drawExplained({ e, data, el, view, host, signal }) {
+  const { model, state } = e;
+  const ids = array(model.get("image_ids"), "int32");
+  if (!ids.length) {
+    const text = !model.get("explainable") ? "No explanation in this atlas."
+      : host.offline ? "No image explained in this atlas: explaining needs the notebook's kernel."
+        : "No image explained yet: click an exemplar to explain it.";
+    el.appendChild(h("div", { class: "nc-message", text }));
+    return;
+  }
   const toolbar = h("div", { class: "nc-toolbar" });
   const canvas = h("canvas", { class: "nc-explanation-canvas" });
   const chart = h("div", { class: "nc-explanation-chart" });
   const aucs = h("div", { class: "nc-auc" });
   const units = h("div", { class: "nc-xunits" });
-  const notes = h("div", { class: "nc-notes" });
-  root.append(toolbar, h("div", { class: "nc-explanation-body" },
+  el.append(toolbar, h("div", { class: "nc-explanation-body" },
     h("div", { class: "nc-explanation-figure" }, canvas),
-    h("div", { class: "nc-explanation-curves" }, chart, aucs)), units, notes);
-  el.appendChild(root);
-  const setHeight = () => { root.style.height = model.get("height") > 0 ? `${model.get("height")}px` : ""; };
-  setHeight();
-  fillNotes(notes, model.get("notes") || []);
-  const ids = array(model.get("image_ids"), "int32");
-  if (!ids.length) {
-    root.insertBefore(h("div", { class: "nc-message", text: "No explanation in this atlas." }), notes);
-    root.dataset.ready = "1";
-    return () => root.remove();
-  }
+    h("div", { class: "nc-explanation-curves" }, chart, aucs)), units);
   const row = () => Math.max(0, ids.indexOf(model.get("image")));
   let image = null;  // the chosen image as a canvas
 
@@ -76,15 +76,54 @@ export async function renderExplanation({ model, el, host, signal }) {
     drawUnits(e, units, row(), image);
     curves.update();
   };
-  followTheme(el, (theme) => curves.style(theme), signal);
-  listen(model, ["change:image"], () => { buildToolbar(); drawImage(); }, signal);
-  listen(model, ["change:method"], () => { buildToolbar(); drawHeat(); curves.update(); }, signal);
-  listen(model, ["change:opacity"], drawHeat, signal);
-  listen(model, ["change:height"], setHeight, signal);
-  listen(state, ["change:neurons"], () => markUnits(e, units), signal);
+  // only while these are the explained images (a new set draws everything again)
+  const source = model.get("image_ids");
+  const on = (target, events, fn) => listen(target, events, () => { if (model.get("image_ids") === source) fn(); }, signal);
+  followTheme(view, (theme) => curves.style(theme), signal);
+  on(model, ["change:image"], () => { buildToolbar(); drawImage(); });
+  on(model, ["change:method"], () => { buildToolbar(); drawHeat(); curves.update(); });
+  on(model, ["change:opacity"], drawHeat);
+  on(state, ["change:neurons"], () => markUnits(e, units));
   buildToolbar();
   drawImage();
   await curves.ready;
+}
+
+export async function renderExplanation({ model, el, host, signal }) {
+  const state = await host.getModel(model.get("state"));
+  const data = await host.getModel(model.get("data"));
+  const e = { model, state, index: neuronIndex(data), sheets: P.sheets(data) };
+  const root = h("div", { class: "nc-view nc-explanation" });
+  const shown = h("div", { class: "nc-explanation-shown" });
+  const status = h("div", { class: "nc-explain-status" });
+  const notes = h("div", { class: "nc-notes" });
+  root.append(shown, status, notes);
+  el.appendChild(root);
+  const setHeight = () => { root.style.height = model.get("height") > 0 ? `${model.get("height")}px` : ""; };
+  setHeight();
+  const setNotes = () => fillNotes(notes, model.get("notes") || []);
+  setNotes();
+  listen(model, ["change:height"], setHeight, signal);
+  listen(model, ["change:notes"], setNotes, signal);
+
+  const request = followRequests(model, host, status, signal);
+  const asked = (event) => { if (request(event.detail.image)) event.preventDefault(); };
+  root.addEventListener("nc-explain", asked);
+
+  let drawing = null;  // aborts the drawn explanation's listeners
+  signal?.addEventListener("abort", () => drawing?.abort());
+  const draw = async () => {
+    drawing?.abort();
+    drawing = new AbortController();
+    shown.replaceChildren();
+    await drawExplained({ e, data, el: shown, view: el, host, signal: drawing.signal });
+  };
+  const redraw = () => draw().catch((err) => {
+    shown.replaceChildren(message(`could not show the explanation: ${err && err.message ? err.message : err}`));
+    console.error("notebookcarto explanation:", err);
+  });
+  listen(model, ["change:image_ids"], redraw, signal);
+  await draw();
   root.dataset.ready = "1";
   const cleanup = () => root.remove();
   signal?.addEventListener("abort", cleanup);
