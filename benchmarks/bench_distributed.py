@@ -56,7 +56,7 @@ def rank_main(rank: int, port: int, out: str) -> None:
     model, data, _ = setup()
     run_pass(model, torch.utils.data.Subset(data, range(512)))
     merge = []
-    combined = collect.combine_pass
+    combined = collect.finish_pass
 
     def timed_combine(*args):
         start = time.perf_counter()
@@ -65,7 +65,7 @@ def rank_main(rank: int, port: int, out: str) -> None:
         finally:
             merge.append(time.perf_counter() - start)
 
-    collect.combine_pass = timed_combine
+    collect.finish_pass = timed_combine
     dist.barrier()
     start = time.perf_counter()
     stats = run_pass(model, data)

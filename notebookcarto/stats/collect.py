@@ -12,7 +12,7 @@ from ..capture.layers import layer_list
 from ..datasets.items import image_data
 from ..datasets.shard import current_world
 from .checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen, model_digest
-from .collective import combine_pass, together
+from .collective import finish_pass, together
 from .merging import check_disjoint, check_same, union
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
                        TopImages, check_tau, layer_tau, spatial_max)
@@ -236,16 +236,12 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
                                 desc="statistics")
         _fill(stats, model, layers, batches, done, seen, run, skip_tokens=skip_tokens,
               autocast=autocast, device=model_dev, class_names=class_names)
-    if world is not None:
-        stats = combine_pass("statistics", stats if stats.layers else None,
-                             lambda config: ActivationStats.empty(config, model_dev),
-                             lambda s: s.reducers, seen.ids, index_offset, world)
-        if stats is None:
-            return None
-    else:
-        stats.config["image_ranges"] = [[index_offset, index_offset + stats.n_images]]
-    if run is not None:
-        run.finish()
+    stats = finish_pass("statistics", stats if stats.layers else None,
+                        empty=lambda config: ActivationStats.empty(config, model_dev),
+                        reducers=lambda s: s.reducers, ids=seen.ids, offset=index_offset,
+                        world=world, run=run)
+    if stats is None:
+        return None
     # The states were made under inference mode; copies made outside it can be merged in place.
     return ActivationStats.from_state_dict(stats.state_dict(), device=model_dev)
 

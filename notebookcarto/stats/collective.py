@@ -21,7 +21,7 @@ import torch.distributed as dist
 from ..datasets.shard import World
 from .reducers import Reducer
 
-__all__ = ["agree", "combine", "combine_pass", "gather_tensors", "image_ranges", "share_config",
+__all__ = ["agree", "combine", "finish_pass", "gather_tensors", "image_ranges", "share_config",
            "sum_tensors", "together"]
 
 MESSAGE_BYTES = 512  # how much of a failed rank's error the others show
@@ -107,20 +107,26 @@ def combine(reducers: list[Reducer], world: World) -> None:
             reducer.merge(other.load_state_dict(part))
 
 
-def combine_pass(what: str, stats, empty, reducers, ids: torch.Tensor, offset: int,
-                 world: World):
-    """The end of a sharded pass: agree that every rank finished ``what``, build empty
-    statistics with ``empty(config)`` on a rank that read no image (``stats`` None), combine
-    ``reducers(stats)`` and set the images seen by all ranks (``config["n_images"]`` and
-    ``"image_ranges"``) from this rank's ``ids``. Returns the statistics, or None on the ranks
-    that do not keep the result."""
-    agree(None, what, world)
-    config = share_config(None if stats is None else stats.state_dict()["config"], world)
-    if stats is None:
-        stats = empty(config)
-    combine(reducers(stats), world)
-    stats.config["n_images"], stats.config["image_ranges"] = image_ranges(ids, offset, world)
-    return stats if world.keeps_result else None
+def finish_pass(what: str, stats, *, empty, reducers, ids: torch.Tensor, offset: int,
+                world: World | None, run=None):
+    """The end of a pass over ``config["n_images"]`` images from id ``offset``: alone, their id
+    range; sharded, agree that every rank finished ``what``, build empty statistics with
+    ``empty(config)`` on a rank that read no image (``stats`` None), combine
+    ``reducers(stats)`` and set the images of all ranks (``n_images``, ``image_ranges``) from
+    this rank's ``ids``. The checkpoint ``run`` (if any) is removed. Returns the statistics, or
+    None on the ranks that do not keep the result."""
+    if world is None:
+        stats.config["image_ranges"] = [[offset, offset + stats.config["n_images"]]]
+    else:
+        agree(None, what, world)
+        config = share_config(None if stats is None else stats.state_dict()["config"], world)
+        if stats is None:
+            stats = empty(config)
+        combine(reducers(stats), world)
+        stats.config["n_images"], stats.config["image_ranges"] = image_ranges(ids, offset, world)
+    if run is not None:
+        run.finish()
+    return stats if world is None or world.keeps_result else None
 
 
 def share_config(config: dict | None, world: World) -> dict:

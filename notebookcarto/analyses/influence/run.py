@@ -17,7 +17,7 @@ from ...datasets.items import image_data
 from ...datasets.shard import current_world
 from ...stats.checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen, model_digest
 from ...stats.collect import check_device, check_labels
-from ...stats.collective import combine_pass, together
+from ...stats.collective import finish_pass, together
 from ...stats.influence import InfluenceStats
 from ..backend import choose_backend
 from .budget import DEFAULT_BUDGET, parse_budget
@@ -128,17 +128,9 @@ def collect_influence(model: nn.Module, data,
         if first is not None:
             stats = _count(model, first, batches, pairs, config, stats, convs, budget, crops,
                            backend, chunk_elements, batch_size, progress, done, seen, run)
-    if world is not None:
-        stats = combine_pass("influence", stats,
-                             lambda c: InfluenceStats.empty(c, device=dev),
-                             lambda s: list(s.reducers.values()), seen.ids, index_offset, world)
-        if stats is None:
-            return None
-    else:
-        stats.config["image_ranges"] = [[index_offset, index_offset + stats.n_images]]
-    if run is not None:
-        run.finish()
-    return stats
+    return finish_pass("influence", stats, empty=lambda c: InfluenceStats.empty(c, device=dev),
+                       reducers=lambda s: list(s.reducers.values()), ids=seen.ids,
+                       offset=index_offset, world=world, run=run)
 
 
 def _count(model, first, batches, pairs, config, stats, convs, budget, crops, backend,
