@@ -9,6 +9,8 @@ carried the decision.
 | units behind a prediction (Bau et al.) | ``unit_contributions``, ``rank_units`` | ``Units`` |
 | all of it for chosen images | ``explain(model, data, images, atlas=atlas)`` | ``Explanation`` |
 | images worth explaining | ``select_images(model, data)`` | DataFrame |
+| structured attention graphs (Shitole et al., NeurIPS 2021) | ``structured_attention(model, data, ids)``, ``SAGExplainer(model).attribute(...)`` | ``SAG`` |
+| XNN x-features (Qi, Li: "Embedding deep networks into visual explanations") | ``xnn(model, data, layer, target_class)`` | ``XNN`` |
 
 ``atlas.attach(explain(...))`` keeps the result (section ``explanation``); ``Explainer`` keeps the
 settings for explaining more images on demand (``Explainer.update(atlas, ids)``). Masks are
@@ -24,10 +26,15 @@ from .metrics import (CellProtocol, Curves, PixelProtocol, auc, deletion_inserti
 from .model import PassCounts
 from .result import Explanation
 from .run import METHODS, Explainer, explain, select_images
+from .sag import SAGExplainer, structured_attention
+from .sag_result import SAG
 from .units import Units, coverage, rank_units, unit_contributions, unit_labels
+from .xfeatures import xnn
+from .xnn_result import XNN
 
 __all__ = ["METHODS", "OPTIMIZERS", "CellProtocol", "Curves", "Explainer", "Explanation",
            "IGOS", "IGOSPlusPlus", "MaskExplainer", "PassCounts", "PixelProtocol", "Units",
-           "auc", "blur", "coverage", "default_mask_size", "deletion_insertion", "explain",
-           "make_baselines", "random_heatmaps", "rank_units", "scaled_blur", "select_images",
-           "to_heatmaps", "unit_contributions", "unit_labels"]
+           "SAG", "SAGExplainer", "structured_attention",
+           "XNN", "auc", "blur", "coverage", "default_mask_size", "deletion_insertion",
+           "explain", "make_baselines", "random_heatmaps", "rank_units", "scaled_blur",
+           "select_images", "to_heatmaps", "unit_contributions", "unit_labels", "xnn"]
