@@ -24,7 +24,9 @@ in a pass of 128.
 
 Run from the repo root:  .venv/bin/python benchmarks/bench_sag.py [--images 6]
 Last line: sag_s_per_image=... (batched, ResNet-20, else the playground CNN) speedup_small=...
-speedup_resnet20=... roots_mean=... (then identical_*, search_speedup_*, ceiling_*: the most
+speedup_resnet20=... roots_mean=... xnn_s_per_class=... xnn_faithfulness_r2=... (XNN of
+``--xnn-classes`` classes on 500 images, as bench_xnn measures it; then identical_*,
+search_speedup_*, ceiling_*: the most
 batching gains on a bare forward pass here, images, load and device).
 """
 
@@ -43,6 +45,7 @@ from notebookcarto.datasets.items import find_normalization
 from notebookcarto.explain import SAGExplainer
 from notebookcarto.explain.model import Scorer
 from timing import shared_folder, timed
+from bench_xnn import line as xnn_figures, measure, setup as xnn_setup
 
 
 def same(a, b) -> bool:
@@ -125,6 +128,8 @@ def main() -> None:
     parser.add_argument("--untrained", action="store_true",
                         help="a random playground CNN (where nearly every patch keeps the "
                         "prediction, so the search is trivial) instead of the trained one")
+    parser.add_argument("--xnn-classes", type=int, default=2,
+                        help="classes of the XNN measurement (bench_xnn has all of them)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -163,15 +168,18 @@ def main() -> None:
     print(f"goal on CPU: batched >= 6x the one-candidate-at-a-time path on both models "
           f"({figures}: "
           f"{'met' if min(speedups) >= 6 and len(out) == 2 else 'NOT met'})")
+    model, x, described, layer = xnn_setup(500)
+    print(f"XNN: {described}; x-features of {layer}, {args.xnn_classes} classes")
+    xnn_line = xnn_figures(measure(model.to(args.device), x.to(args.device), layer,
+                                   range(args.xnn_classes), progress=False))
     load = os.getloadavg()[0]
     print(f"load average at end {load:.2f}")
     resnet, resnet_search, resnet_ceiling = (
         (f"{out['resnet20'][k]:.2f}" for k in ("speedup", "search_speedup", "ceiling"))
         if "resnet20" in out else ("nan",) * 3)
-    # xnn_faithfulness_r2=... belongs after roots_mean (added by the XNN benchmark's author)
     print(f"sag_s_per_image={main_run['batched']:.3f} "
           f"speedup_small={out['small']['speedup']:.2f} speedup_resnet20={resnet} "
-          f"roots_mean={np.mean(roots):.2f} "
+          f"roots_mean={np.mean(roots):.2f} {xnn_line} "
           f"identical_small={out['small']['identical']} "
           f"search_speedup_small={out['small']['search_speedup']:.2f} "
           f"ceiling_small={out['small']['ceiling']:.2f} "
