@@ -59,8 +59,9 @@ class ModelGuard:
         self.model = model
 
     def __enter__(self):
+        modules = list(self.model.modules())
         self._tensors = []
-        for module in self.model.modules():
+        for module in modules:
             for kind in ("_parameters", "_buffers"):
                 for name, tensor in getattr(module, kind).items():
                     if tensor is not None:
@@ -70,29 +71,36 @@ class ModelGuard:
                         self._tensors.append((module, kind, name, tensor, tensor._version,
                                               tensor.detach().clone(), tensor.requires_grad,
                                               grad))
-        self._training = [(m, m.training) for m in self.model.modules()]
-        self._hooks = [(m, {k: dict(v) for k, v in _hook_dicts(m).items()},
+        self._training = [(m, m.training) for m in modules]
+        self._hooks = [(m, {k: dict(v) for k, v in _hook_dicts(m).items() if v},
                         getattr(m, "_is_full_backward_hook", None))
-                       for m in self.model.modules()]
+                       for m in modules]
         return self
 
     def __exit__(self, *exc):
+        # Attributes are set only where they changed: nn.Module.__setattr__ is slow.
         with torch.no_grad():
             for module, kind, name, tensor, version, copy, requires_grad, grad in self._tensors:
                 if getattr(module, kind).get(name) is not tensor:
                     getattr(module, kind)[name] = tensor
                 _restore(tensor, version, copy)
-                tensor.requires_grad_(requires_grad)
+                if tensor.requires_grad != requires_grad:
+                    tensor.requires_grad_(requires_grad)
                 if kind == "_parameters":
                     if grad is not None:
                         _restore(*grad)
-                    tensor.grad = None if grad is None else grad[0]
+                    saved = None if grad is None else grad[0]
+                    if tensor.grad is not saved:
+                        tensor.grad = saved
         for module, training in self._training:
-            module.training = training
+            if module.training != training:
+                module.training = training
         for module, saved, full_backward in self._hooks:
             for attr, hooks in _hook_dicts(module).items():
-                hooks.clear()
-                hooks.update(saved.get(attr, {}))
-            module._is_full_backward_hook = full_backward
+                if hooks or saved.get(attr):
+                    hooks.clear()
+                    hooks.update(saved.get(attr, {}))
+            if getattr(module, "_is_full_backward_hook", None) is not full_backward:
+                module._is_full_backward_hook = full_backward
         self._tensors = self._training = self._hooks = None
         return False

@@ -6,6 +6,7 @@ turnover; any snapshot as an Atlas).
 | --- | --- |
 | ``Monitor(path, probe, layers, every=...)`` | ``observe(model, step)`` in a training loop |
 | ``lightning_callback(monitor)`` | the same from a PyTorch Lightning ``Trainer`` (optional) |
+| ``huggingface_callback(monitor)`` | the same from a Hugging Face ``Trainer`` (optional) |
 | ``Schedule``, ``log_steps`` | which steps are observed |
 | ``Series(path)`` | the folder: ``steps()``, ``load(step)`` -> Atlas |
 | ``Timeline(path)`` | curves over the steps; ``refresh()`` follows a run still going |
@@ -14,6 +15,7 @@ turnover; any snapshot as an Atlas).
 
 from .drift import cluster_continuity, set_jaccard, settled_steps, turnover
 from .guard import undisturbed
+from .huggingface import huggingface_callback
 from .lightning import callback_class, lightning_callback
 from .monitor import DEFAULT_TOP_N, Monitor, Snapshot
 from .probe import Probe
@@ -24,5 +26,5 @@ from .writer import Written
 
 __all__ = ["DEFAULT_EVERY", "DEFAULT_TOP_N", "Monitor", "Probe", "Schedule", "Series",
            "SeriesFormatError", "Snapshot", "Timeline", "Written", "callback_class",
-           "cluster_continuity", "lightning_callback", "log_steps", "set_jaccard",
-           "settled_steps", "turnover", "undisturbed"]
+           "cluster_continuity", "huggingface_callback", "lightning_callback", "log_steps",
+           "set_jaccard", "settled_steps", "turnover", "undisturbed"]

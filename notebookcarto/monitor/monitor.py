@@ -12,11 +12,16 @@ In a plain training loop::
     timeline = monitor.timeline()             # curves over the steps; any snapshot as an Atlas
 
 Each observation runs the statistics pass over the probe (top images, Summit's A, moments,
-accuracy) and the analyses asked for (clusters, dissection, attribution graphs), under a guard
+accuracy) and the analyses asked for (clusters, dissection, attribution graphs; a warning they
+give at every snapshot, as clustering an untrained network does, is given once), under a guard
 that leaves the training untouched (``monitor.guard.undisturbed``); the snapshot is then written
 to disk on a background thread while training goes on. Resuming: ``monitor.state_dict()`` goes
 into the training checkpoint, ``monitor.load_state_dict(state)`` (on a ``Monitor(...,
 resume=True)``) rewinds the series to it.
+
+Under ``torch.distributed`` (DDP) every rank calls ``observe`` in its training loop: the probe
+pass is sharded over the ranks and combined (``collect_stats``), the analyses run on the
+combined statistics, and only rank 0 writes the series (see ``Monitor``'s ``distributed``).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from pathlib import Path
 from typing import Callable
 
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..atlas import Atlas
 from ..capture import resolve_layers
 from ..capture.layers import layer_list, mappable_layers
+from ..datasets.shard import current_world
 from ..stats import ActivationStats, collect_stats
+from ..stats.collective import agree, share_config
 from .guard import undisturbed
 from .plan import Plan
 from .probe import Probe, concept_probe
@@ -92,12 +100,24 @@ class Monitor:
             checkpoint's state with ``load_state_dict``); without it an existing series is
             refused.
         background: write snapshots on a background thread (default) while training goes on.
+        distributed: under ``torch.distributed`` (a process group of two or more processes,
+            initialised before the monitor is made; every rank makes the monitor and calls
+            ``observe`` at the same steps): ``"auto"`` (the default) shards the probe pass over
+            the ranks, runs the analyses on the combined statistics on every rank (their passes
+            sharded where the analysis supports it) and returns the same snapshot everywhere;
+            ``"rank0"`` the same, with the snapshot returned on rank 0 only (None elsewhere);
+            ``"off"`` makes each process map the whole probe alone and write its own series
+            (for a monitor made and called on one rank only). Only rank 0 writes the series (and
+            calls ``on_snapshot``'s callbacks); the other ranks never touch its folder. A DDP
+            model is mapped through its ``module``.
     """
 
     def __init__(self, path, probe, layers=None, *, every=DEFAULT_EVERY, class_names=None,
                  top_n: int | None = None, clusters=False, concepts=None, dissection=None,
                  graphs=None, influence=None, graph_options=None, batch_size: int = 64,
-                 resume: bool = False, background: bool = True):
+                 resume: bool = False, background: bool = True, distributed: str = "auto"):
+        self.distributed = distributed
+        self.world = current_world(distributed)
         self.series = Series(path)
         self.schedule = Schedule(every)
         self.probe = probe if isinstance(probe, Probe) else Probe(probe, batch_size=batch_size)
@@ -126,9 +146,7 @@ class Monitor:
         self._layers = None if layers is None else layer_list(layers)
         self.plan.check(self.class_names, self.probe.labels is not None, self._layers)
         self.resume = bool(resume)
-        if self.series.exists() and not self.resume:
-            raise FileExistsError(f"{self.series.path} already holds a series: pass resume=True "
-                                  "to continue it, or choose another path")
+        self._on_writer(self._check_new, "monitor's setup")
         self.writer = Writer(self.series, background=background)
         self.last_step: int | None = None
         self.observed = 0
@@ -136,6 +154,33 @@ class Monitor:
         self._listeners: list[Callable[[Written], None]] = []
 
     # -- the series -----------------------------------------------------------------------------
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the series (rank 0 under a process group)."""
+        return self.world is None or self.world.rank == 0
+
+    def _on_writer(self, work: Callable[[], dict | None], what: str) -> dict | None:
+        """Run ``work`` where the series is written; under a process group the other ranks
+        learn of its failure (and raise too, instead of waiting in the next collective) and get
+        its JSON result."""
+        if self.world is None:
+            return work()
+        error, result = None, None
+        if self.writes:
+            try:
+                result = work()
+            except Exception as err:
+                error = err
+        agree(error, what, self.world)
+        if error is not None:
+            raise error
+        return share_config({"result": result} if self.writes else None, self.world)["result"]
+
+    def _check_new(self) -> None:
+        if self.series.exists() and not self.resume:
+            raise FileExistsError(f"{self.series.path} already holds a series: pass resume=True "
+                                  "to continue it, or choose another path")
+
     @property
     def path(self) -> Path:
         return self.series.path
@@ -160,6 +205,16 @@ class Monitor:
                                  "module paths from model.named_modules()")
         self._layers = list(resolve_layers(model, self._layers))
         self.plan.check(self.class_names, self.probe.labels is not None, self._layers)
+        if current_world(self.distributed) != self.world:
+            raise RuntimeError("torch.distributed was initialised (or ended) after this monitor "
+                               "was made: make the Monitor after init_process_group, on every "
+                               "rank")
+        found = self._on_writer(self._open_series, "monitor's series check")
+        self.class_names, self.last_step = found["class_names"], found["last_step"]
+        self._opened = True
+
+    def _open_series(self) -> dict:
+        """Check and continue the series on disk; the class names and last step it gives."""
         if self.series.has_manifest():
             manifest = self.series.read_manifest()
             if self.class_names is None and manifest.get("class_names"):
@@ -170,9 +225,8 @@ class Monitor:
             raise FileExistsError(f"{self.series.path} holds snapshots but no series.json: it "
                                   "was not started by a Monitor; choose another path")
         steps = self.series.steps()
-        if self.last_step is None and steps:
-            self.last_step = steps[-1]
-        self._opened = True
+        last = steps[-1] if self.last_step is None and steps else self.last_step
+        return {"class_names": self.class_names, "last_step": last}
 
     def _start(self) -> None:
         """Before the first snapshot is written: the series' manifest (so settings refused at
@@ -200,12 +254,15 @@ class Monitor:
         None at once). Call it after each training step (and once with step 0 before training,
         to map the untrained network). The model, RNGs, grads, modes and thread count are left
         exactly as they were. Steps must grow; the last observed step again is skipped."""
-        self._announce()
         step = _step(step)
         if step not in self.schedule:
+            self._announce()
             return None
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(model, DistributedDataParallel):
+            model = model.module  # its forward would sync buffers across the ranks
+        self._on_writer(self._announce, "monitor's last write")
         if not self._opened:
             self._open(model)
         if self.last_step is not None and step <= self.last_step:
@@ -217,20 +274,23 @@ class Monitor:
                              "which rewinds the series to that checkpoint")
         with undisturbed(model):
             atlas, seconds = self._map(model, step)
-        self._start()
-        path = self.series.snapshot_path(step)
-        self.writer.submit(step, atlas, {"seconds": seconds})
         self.last_step = step
         self.observed += 1
-        if not self.writer.background:
-            self._announce()
+        if atlas is None:  # "rank0": the snapshot stays on rank 0
+            return None
+        path = self.series.snapshot_path(step)
+        if self.writes:
+            self._start()
+            self.writer.submit(step, atlas, {"seconds": seconds})
+            if not self.writer.background:
+                self._announce()
         return Snapshot(step, path, atlas, seconds)
 
-    def _map(self, model: nn.Module, step: int) -> tuple[Atlas, dict]:
+    def _map(self, model: nn.Module, step: int) -> tuple[Atlas | None, dict]:
         start = time.perf_counter()
         stats = collect_stats(model, self.probe.data, self._layers, top_n=self.top_n,
                               class_names=self.class_names, batch_size=self.batch_size,
-                              progress=False)
+                              progress=False, distributed="off" if self.world is None else "auto")
         seconds = {"statistics": time.perf_counter() - start}
         if stats.layers[self._layers[0]].top.index.device.type != "cpu":
             stats = ActivationStats.from_state_dict(stats.state_dict(), device="cpu")
@@ -244,7 +304,11 @@ class Monitor:
                                  "monitor": {"step": step, "seconds": seconds,
                                              "time": datetime.datetime.now(
                                                  datetime.timezone.utc).isoformat()}})
-        seconds.update(self.plan.run(model, atlas, self.probe))
+        # every rank runs the analyses, over the same atlas: their passes shard where they can
+        seconds.update(self.plan.run(model, atlas, self.probe,
+                                     distributed="off" if self.world is None else "auto"))
+        if self.world is not None and not self.world.keeps_result:
+            return None, seconds
         return atlas, seconds
 
     # -- listeners, flushing, closing ---------------------------------------------------------
@@ -283,6 +347,9 @@ class Monitor:
         filled by ``refresh()``, when nothing was observed yet."""
         from .timeline import Timeline
 
+        if not self.writes:
+            raise RuntimeError(f"rank {self.world.rank} does not write the series: read the "
+                               "timeline on rank 0 (if dist.get_rank() == 0: ...)")
         self.flush()
         return Timeline(self.series.path, empty_ok=True)
 
@@ -309,13 +376,16 @@ class Monitor:
                              "with resume=True")
         self.flush()
         last = state["last_step"]
+        self._on_writer(lambda: self._rewind(last), "monitor's rewind")
+        self.last_step, self.observed = last, int(state.get("observed", 0))
+
+    def _rewind(self, last: int | None) -> None:
         steps = self.series.steps()
         if last is not None and last not in steps:
             raise ValueError(f"the checkpoint's monitor had written the snapshot of step {last}, "
                              f"but the series at {self.series.path} lacks it (it has "
                              f"{steps[-5:]}...): resume with the series that checkpoint wrote")
         self.series.rewind(last)
-        self.last_step, self.observed = last, int(state.get("observed", 0))
 
     def __repr__(self) -> str:
         last = "nothing observed yet" if self.last_step is None else f"last step {self.last_step}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 from .. import analyses
@@ -19,8 +22,8 @@ __all__ = ["Plan"]
 
 # options the monitor sets itself, per analysis
 _OWN = {"cluster_neurons": {"atlas", "model", "data", "progress"},
-        "dissect": {"model", "data", "progress"},
-        "count_influence": {"atlas", "model", "data", "progress"},
+        "dissect": {"model", "data", "progress", "distributed"},
+        "count_influence": {"atlas", "model", "data", "progress", "distributed"},
         "attribution_graphs": {"atlas", "classes", "progress"}}
 
 
@@ -56,6 +59,25 @@ def _jsonable(options: dict) -> dict:
         else:
             out[key] = repr(value)
     return out
+
+
+@contextlib.contextmanager
+def warned_once(seen: set):
+    """Give each warning raised in the block only if ``seen`` lacks it (its category and
+    message, numbers left out), and add it: the analyses of every snapshot warn alike (an
+    untrained network's clusters), so a monitor warns once, not at every snapshot."""
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for w in caught:
+            key = (w.category, re.sub(r"\b\d+(?:\.\d+)?\b", "#", str(w.message)))
+            if key not in seen:
+                seen.add(key)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                       source=w.source)
 
 
 class Plan:
@@ -97,6 +119,7 @@ class Plan:
         self.influence = _options(analyses.count_influence, influence, "influence")
         self.graph_options = _options(analyses.attribution_graphs, graph_options,
                                       "graph_options")
+        self.warned: set[tuple] = set()  # the analyses' warnings given so far (warned_once)
 
     def check(self, class_names: list[str] | None, has_labels: bool,
               layers: list[str] | None) -> None:
@@ -130,9 +153,17 @@ class Plan:
                             "influence": _jsonable(self.influence),
                             "options": _jsonable(self.graph_options)})}
 
-    def run(self, model: "nn.Module", atlas: "Atlas", probe: "Probe") -> dict[str, float]:
+    def run(self, model: "nn.Module", atlas: "Atlas", probe: "Probe",
+            distributed: str = "off") -> dict[str, float]:
         """Run the analyses on ``model`` and attach their results to ``atlas``; returns the
-        seconds each took."""
+        seconds each took. ``distributed`` goes to the passes over the probe (dissection,
+        influence counts: ``"auto"``, every rank runs the plan over the same atlas; ``"off"``,
+        this process alone); clustering reads a few exemplars and runs whole in every process.
+        Each warning of the analyses is given once per plan (``warned_once``)."""
+        with warned_once(self.warned):
+            return self._run(model, atlas, probe, distributed)
+
+    def _run(self, model, atlas, probe, distributed) -> dict[str, float]:
         seconds = {}
         if self.clusters is not None:
             start = time.perf_counter()
@@ -148,12 +179,12 @@ class Plan:
                 raise ValueError(f"dissection needs layers with spatial maps; the monitored "
                                  f"layers {atlas.layers} have none")
             atlas.attach(analyses.dissect(model, self.concepts, layers, progress=False,
-                                          **options))
+                                          distributed=distributed, **options))
             seconds["dissection"] = time.perf_counter() - start
         if self.graphs is not None:
             start = time.perf_counter()
             atlas.attach(analyses.count_influence(atlas, model, probe.data, progress=False,
-                                                  **self.influence))
+                                                  distributed=distributed, **self.influence))
             atlas.attach(analyses.attribution_graphs(atlas, self.graphs, progress=False,
                                                      **self.graph_options))
             seconds["graphs"] = time.perf_counter() - start

@@ -71,10 +71,13 @@ class Checkpoint:
 
     @classmethod
     def open(cls, folder, *, kind: str, fingerprint: dict, every: int = CHECKPOINT_EVERY,
-             world: World | None = None) -> "Checkpoint | None":
-        """The checkpoint of a pass, or None when ``folder`` is None (no checkpoints)."""
+             world: World | None = None, model: nn.Module | None = None) -> "Checkpoint | None":
+        """The checkpoint of a pass, or None when ``folder`` is None (no checkpoints). The
+        fingerprint includes ``model``'s digest when given (computed only with a folder)."""
         if folder is None:
             return None
+        if model is not None:
+            fingerprint = dict(fingerprint, model=model_digest(model))
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"checkpoint_every must be a positive number of batches, got "
                              f"{every!r}")

@@ -11,7 +11,7 @@ from ..capture import Capture, as_channels, model_device, position_shape
 from ..capture.layers import layer_list
 from ..datasets.items import image_data
 from ..datasets.shard import current_world
-from .checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen, model_digest
+from .checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen
 from .collective import finish_pass, together
 from .merging import check_disjoint, check_same, union
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
@@ -216,13 +216,11 @@ def collect_stats(model: nn.Module, data, layers, *, num_classes: int | None = N
     world = current_world(distributed)
     with together("statistics", world):
         run = Checkpoint.open(checkpoint, kind="statistics", every=checkpoint_every, world=world,
-                              fingerprint=dict(
+                              model=model, fingerprint=dict(
                                   layers=[str(x) for x in layer_list(layers)], top_n=top_n,
                                   tau=tau, num_classes=num_classes, bins=bins, exclude=exclude,
                                   skip_tokens=skip_tokens, index_offset=index_offset,
                                   batch_size=batch_size, autocast=autocast,
-                                  # hashing the weights only pays for a checkpoint
-                                  model=None if checkpoint is None else model_digest(model),
                                   images=items.n_images))
         stats = ActivationStats(top_n=top_n, tau=tau, num_classes=num_classes, bins=bins,
                                 exclude=exclude, skip_tokens=skip_tokens)

@@ -203,6 +203,30 @@ def test_listeners_hear_of_each_snapshot_on_the_training_thread(tmp_path, backgr
         monitor.on_snapshot("print")
 
 
+def test_an_analysis_warning_is_given_once_per_monitor(tmp_path, monkeypatch):
+    """The analyses of every snapshot warn alike (an untrained network's clusters, with other
+    numbers each time): the monitor gives each warning once, and a new message still."""
+    from notebookcarto.monitor.plan import Plan
+
+    def run(self, model, atlas, probe, distributed):
+        step = atlas.data_info["monitor"]["step"]
+        warnings.warn(f"random neuron pairs share much (median {0.5 + step / 100:.2f})")
+        if step == 4:
+            warnings.warn("another warning")
+        return {}
+
+    monkeypatch.setattr(Plan, "_run", run)
+    model, opt = make(seed=0, width=4)
+    monitor = small_monitor(tmp_path / "run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monitor.observe(model, 0)
+        train(model, opt, range(1, 7), monitor=monitor)
+    monitor.flush()
+    assert [str(w.message) for w in caught] == ["random neuron pairs share much (median 0.50)",
+                                                "another warning"]
+
+
 def test_a_failed_write_is_raised_by_the_next_call(tmp_path, monkeypatch):
     model, _ = make(seed=0, width=4)
     monitor = small_monitor(tmp_path / "run")

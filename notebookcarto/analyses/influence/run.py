@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ...capture import Capture, LayerError, StopForward, as_channels, resolve_layers
 from ...datasets.items import image_data
 from ...datasets.shard import current_world
-from ...stats.checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen, model_digest
+from ...stats.checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen
 from ...stats.collect import check_device, check_labels
 from ...stats.collective import finish_pass, together
 from ...stats.influence import InfluenceStats
@@ -112,10 +112,10 @@ def collect_influence(model: nn.Module, data,
     world = current_world(distributed)
     with together("influence", world):
         run = Checkpoint.open(checkpoint, kind="influence", every=checkpoint_every, world=world,
-                              fingerprint=dict(config, crops=crops, convs=None if convs is None
+                              model=model, fingerprint=dict(config, crops=crops, convs=None if convs is None
                                                else {"|".join(k): v for k, v in convs.items()},
                                                index_offset=index_offset, batch_size=batch_size,
-                                               model=model_digest(model), images=items.n_images))
+                                               images=items.n_images))
         done, seen, stats = 0, Seen(), None
         if run is not None and run.restored is not None:
             done, state = run.restored
