@@ -20,7 +20,7 @@ __all__ = ["GRAPHS", "class_layouts", "class_similarity", "cluster_labels", "con
            "confusion", "dissection_masks", "dissection_summary", "dissection_units",
            "embedding_layout", "explanation", "feature_visualizations", "graph_json", "graphs",
            "influence_pair", "neighbours", "note", "patch_images", "patches", "require",
-           "result", "stream_labels"]
+           "result", "sag", "stream_labels", "xnn"]
 
 # graph kinds the graph view shows, and the results that hold them
 GRAPHS = {"attribution": "attribution_graphs", "cluster": "cluster_graphs"}
@@ -267,7 +267,8 @@ def explanation(atlas: "Atlas") -> dict | None:
     ``labels`` and ``cluster_labels`` (lists of strings, "" for none) and ``coverage_of`` (the
     method whose mask the coverage measures);
     ``patch_rows`` (int32 (neurons, n_patches), or None without patches): the row of each
-    example patch's image in these arrays, -1 where that image was not explained."""
+    example patch's image in these arrays, -1 where that image was not explained;
+    ``sag`` and ``xnn`` (``sag(atlas)``, ``xnn(atlas)``; None without them)."""
     found = result(atlas, "explanation")
     if found is None or not len(found):
         return None
@@ -281,7 +282,7 @@ def explanation(atlas: "Atlas") -> dict | None:
            "mask_methods": [str(m) for m in found.mask_methods],
            "heatmaps": [np.asarray(found.saliency[m], np.float32) for m in methods],
            "fractions": np.asarray(found.fractions, np.float32), "units": None,
-           "patch_rows": None}
+           "patch_rows": None, "sag": sag(atlas), "xnn": xnn(atlas)}
     examples = patches(atlas)
     if examples is not None:
         # each patch's image id -> its row here, by a search in the sorted explained ids
@@ -306,6 +307,48 @@ def explanation(atlas: "Atlas") -> dict | None:
                         "cluster_labels": [[str(v) for v in row] for row in units.cluster_labels],
                         "coverage_of": str(found.coverage_of or "")}
     return out
+
+
+def sag(atlas: "Atlas") -> dict | None:
+    """The ``SAG`` as plain arrays, or None without one: ``image_ids`` (int32 (s,)),
+    ``probabilities`` (float32 (s,), the target's on the whole image), ``grid``, and per node
+    ``node_image`` (int32 (N,) rows of those), ``node_patches`` (uint8 (N, grid * grid), 1:
+    shown), ``node_probability`` (float32 (N,)), ``positions`` (float32 (N, 2), x and y in
+    [0, 1]); ``edges`` (int32 (E, 3): parent, child, the patch the child lacks)."""
+    found = result(atlas, "sag")
+    if found is None:
+        return None
+    edges = np.stack([found.edge_parent, found.edge_child, found.edge_patch], 1)
+    return {"image_ids": np.asarray(found.image_ids, np.int32),
+            "probabilities": np.asarray(found.probabilities, np.float32),
+            "grid": int(found.grid), "node_image": np.asarray(found.node_image, np.int32),
+            "node_patches": np.asarray(found.node_patches, np.uint8),
+            "node_probability": np.asarray(found.node_probability, np.float32),
+            "positions": np.asarray(found.positions, np.float32).reshape(-1, 2),
+            "edges": edges.astype(np.int32).reshape(-1, 3)}
+
+
+def xnn(atlas: "Atlas") -> dict | None:
+    """The ``XNN`` as plain arrays, or None without one: ``layer``, ``classes`` (int32 (m,)),
+    ``image_ids`` (int32 (n,)) and ``images`` (uint8 (n, H, W, 3)) of the shown images,
+    ``heatmaps`` (float32 (m, n, k, h, w)), ``neurons`` (int32 (m, k, t) indices in
+    ``atlas.neuron_ids``, -1 for one the atlas lacks), ``weights`` (float32 (m, k, t)),
+    ``labels`` (nested lists (m, k, t) of strings, "" for none) and ``r2`` (float32 (m,), the
+    faithfulness R^2)."""
+    found = result(atlas, "xnn")
+    if found is None:
+        return None
+    lookup = {nid: i for i, nid in enumerate(atlas.neuron_ids)}
+    neurons = np.asarray(found.neurons)
+    return {"layer": str(found.layer), "classes": np.asarray(found.classes, np.int32),
+            "image_ids": np.asarray(found.image_ids, np.int32),
+            "images": np.asarray(found.images, np.uint8),
+            "heatmaps": np.asarray(found.heatmaps, np.float32),
+            "neurons": np.array([lookup.get(str(v), -1) for v in neurons.reshape(-1)],
+                                np.int32).reshape(neurons.shape),
+            "weights": np.asarray(found.neuron_weights, np.float32),
+            "labels": np.asarray(found.neuron_labels).astype(str).tolist(),
+            "r2": np.asarray(found.faithfulness_r2, np.float32)}
 
 
 # ---- statistics for figures --------------------------------------------------------------------

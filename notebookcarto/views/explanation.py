@@ -5,8 +5,13 @@ deletion and insertion curves of every method for that image with their AUCs (a 
 the chosen method's curves drawn bold), and the image's top units of the explained layer, each
 with its example patch, its activation map over the image, its dissection label, its cluster's
 name and the share of the mask its region covers. A click on a unit selects its neuron in every
-linked view (the shared ``SelectionModel``). Everything comes from the atlas's ``Explanation``
-(``adapters.explanation``); the view computes nothing.
+linked view (the shared ``SelectionModel``). With a ``SAG`` of the chosen image, a panel draws
+its structured attention graph (each node the image with only its patches shown, labelled with
+its probability relative to the whole image's; each child's removed patch outlined by the drop);
+with an ``XNN`` of the chosen image's target class, a panel shows the class's x-features (a
+heatmap over the image, or over the XNN's first shown image, and the nearest neurons: a click
+selects one) and its faithfulness R^2. Everything comes from the atlas's ``Explanation``,
+``SAG`` and ``XNN`` (``adapters.explanation``); the view computes nothing.
 
 With an ``explainer`` (``notebookcarto.explain.Explainer``) the view explains more images on
 demand, in the kernel: the front end asks with a custom message ``{"type": "explain", "image":
@@ -83,7 +88,7 @@ def _traits(found: dict | None, on_demand: bool) -> tuple[dict, list[str]]:
     """The traits and notes of ``found`` (``adapters.explanation``, None without one)."""
     if found is None:
         return {}, [ON_DEMAND if on_demand else adapters.note("explanation")]
-    traits = {k: found[k] for k in FIELDS}
+    traits = {k: found[k] for k in FIELDS} | _extras(found)
     units = found["units"]
     if units is None:
         return traits, ["this explanation has no units: explain with layer=... to see the units "
@@ -93,6 +98,16 @@ def _traits(found: dict | None, on_demand: bool) -> tuple[dict, list[str]]:
                   unit_maps=units["maps"], unit_labels=units["labels"],
                   unit_cluster_labels=units["cluster_labels"], coverage_of=units["coverage_of"])
     return traits, []
+
+
+def _extras(found: dict) -> dict:
+    """The traits of the SAG and the XNN of ``found`` (none without them)."""
+    traits = {}
+    if found["sag"] is not None:
+        traits.update({f"sag_{k}": v for k, v in found["sag"].items()})
+    if found["xnn"] is not None:
+        traits.update({f"xnn_{k}": v for k, v in found["xnn"].items()})
+    return traits
 
 
 class ExplanationView(View):
@@ -144,6 +159,27 @@ class ExplanationView(View):
     # a click on an unexplained exemplar asks the kernel to explain its image
     explainable = t.Bool(False).tag(sync=True)
     patch_images = Array("int32", ndim=2).tag(sync=True)
+    # the structured attention graphs (adapters.sag): nodes of all images, edges (E, 3)
+    # parent, child, the patch the child lacks
+    sag_image_ids = Array("int32", ndim=1).tag(sync=True)
+    sag_probabilities = Array("float32", ndim=1).tag(sync=True)
+    sag_grid = t.Int(0).tag(sync=True)
+    sag_node_image = Array("int32", ndim=1).tag(sync=True)
+    sag_node_patches = Array("uint8", ndim=2).tag(sync=True)
+    sag_node_probability = Array("float32", ndim=1).tag(sync=True)
+    sag_positions = Array("float32", ndim=2).tag(sync=True)
+    sag_edges = Array("int32", ndim=2).tag(sync=True)
+    # the x-features per class (adapters.xnn): heatmaps (m, n, k, h, w) on the shown images,
+    # nearest neurons (m, k, t; -1: not in the atlas), their weights and labels, R^2 (m,)
+    xnn_layer = t.Unicode("").tag(sync=True)
+    xnn_classes = Array("int32", ndim=1).tag(sync=True)
+    xnn_image_ids = Array("int32", ndim=1).tag(sync=True)
+    xnn_images = Array("uint8", ndim=4).tag(sync=True)
+    xnn_heatmaps = Array("float32", ndim=5).tag(sync=True)
+    xnn_neurons = Array("int32", ndim=3).tag(sync=True)
+    xnn_weights = Array("float32", ndim=3).tag(sync=True)
+    xnn_labels = t.List(t.List(t.List(t.Unicode()))).tag(sync=True)
+    xnn_r2 = Array("float32", ndim=1).tag(sync=True)
     pending = t.Int(-1).tag(sync=True)  # the image being explained, -1: none
     error = t.Unicode("").tag(sync=True)  # why the last request failed, "": it did not
     chart = anywidget.WidgetTrait().tag(sync=True)

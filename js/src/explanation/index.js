@@ -1,6 +1,7 @@
 // ExplanationView: the chosen explained image with a method's heatmap over it (opacity slider,
 // method switch), the deletion and insertion curves with their AUCs, and the units that
-// carried the prediction; a click on a unit selects its neuron in every linked view. With an
+// carried the prediction; a click on a unit selects its neuron in every linked view; the
+// image's structured attention graph (`sag.js`) and its class's x-features (`xnn.js`). With an
 // explainer in the kernel, images are explained on request (`request.js`: an "nc-explain"
 // event on the view's root, from the Explorer's gallery) and the view is drawn again when
 // the explained images change.
@@ -10,13 +11,18 @@ import { followTheme } from "../theme.js";
 import { renderCurves } from "./curves.js";
 import { drawOver, heatCanvas, imageCanvas } from "./heatmap.js";
 import { followRequests } from "./request.js";
+import { drawSag } from "./sag.js";
 import { drawUnits, markUnits } from "./units.js";
+import { drawXnn } from "./xnn.js";
 
 const PX = 240;  // the image on the page
 
+/** The name of class `k` among `names`. */
+const className = (names, k) => (k >= 0 && k < names.length ? names[k] : k < 0 ? "?" : `class ${k}`);
+
 /** The label of explained image `r` in the image selector. */
 function imageLabel(model, names, r) {
-  const name = (k) => (k >= 0 && k < names.length ? names[k] : k < 0 ? "?" : `class ${k}`);
+  const name = (k) => className(names, k);
   const id = array(model.get("image_ids"), "int32")[r];
   const target = array(model.get("targets"), "int32")[r];
   const label = array(model.get("labels"), "int32")[r];
@@ -41,9 +47,12 @@ async function drawExplained({ e, data, el, view, host, signal }) {
   const chart = h("div", { class: "nc-explanation-chart" });
   const aucs = h("div", { class: "nc-auc" });
   const units = h("div", { class: "nc-xunits" });
+  const sag = h("div", { class: "nc-sag" });
+  const xnn = h("div", { class: "nc-xnn" });
   el.append(toolbar, h("div", { class: "nc-explanation-body" },
     h("div", { class: "nc-explanation-figure" }, canvas),
-    h("div", { class: "nc-explanation-curves" }, chart, aucs)), units);
+    h("div", { class: "nc-explanation-curves" }, chart, aucs)), units,
+  h("div", { class: "nc-explanation-extras" }, sag, xnn));
   const row = () => Math.max(0, ids.indexOf(model.get("image")));
   let image = null;  // the chosen image as a canvas
 
@@ -74,6 +83,9 @@ async function drawExplained({ e, data, el, view, host, signal }) {
     canvas.dataset.image = String(model.get("image"));
     drawHeat();
     drawUnits(e, units, row(), image);
+    const id = model.get("image");
+    drawSag(e, sag, id, image);
+    drawXnn(e, xnn, id, array(model.get("targets"), "int32")[row()], (k) => className(data.get("class_names") || [], k));
     curves.update();
   };
   // only while these are the explained images (a new set draws everything again)
@@ -83,7 +95,7 @@ async function drawExplained({ e, data, el, view, host, signal }) {
   on(model, ["change:image"], () => { buildToolbar(); drawImage(); });
   on(model, ["change:method"], () => { buildToolbar(); drawHeat(); curves.update(); });
   on(model, ["change:opacity"], drawHeat);
-  on(state, ["change:neurons"], () => markUnits(e, units));
+  on(state, ["change:neurons"], () => { markUnits(e, units); markUnits(e, xnn); });
   buildToolbar();
   drawImage();
   await curves.ready;

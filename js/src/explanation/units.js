@@ -58,8 +58,8 @@ export function drawUnits(e, el, row, image) {
   }
 }
 
-/** Mark the rows of the selected neurons. */
+/** Mark the buttons of the selected neurons in `el` (the units, the x-features' neurons). */
 export function markUnits(e, el) {
   const chosen = new Set(selected(e.state).map((i) => e.index.id(i)));
-  for (const row of el.querySelectorAll(".nc-xunit[data-neuron]")) row.classList.toggle("nc-on", chosen.has(row.dataset.neuron));
+  for (const row of el.querySelectorAll("button[data-neuron]")) row.classList.toggle("nc-on", chosen.has(row.dataset.neuron));
 }
