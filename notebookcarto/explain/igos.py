@@ -52,7 +52,7 @@ from .masks import bilateral_tv, tv_norm
 from .model import PassCounts, Scorer, check_targets
 from .objective import Pass, PathObjective, chunk_rows, image_generators
 
-__all__ = ["IGOS", "IGOSPlusPlus", "MaskExplainer", "OPTIMIZERS", "check_images",
+__all__ = ["IGOS", "IGOSPlusPlus", "MaskExplainer", "OPTIMIZERS", "check_batch", "check_images",
            "make_baselines", "scaled_weights"]
 
 OPTIMIZERS = ("line_search", "nesterov")
@@ -89,8 +89,8 @@ def scaled_weights(size: int, l2: float = 20.0, alpha: float = 1000.0) -> dict:
     return {"l2": l2 * ratio, "alpha": alpha * ratio * ratio}
 
 
-def check_images(images, model: nn.Module, size: int | None) -> tuple[torch.Tensor, int]:
-    """``images`` on the model's device and the mask size, checked before any work."""
+def check_batch(images) -> None:
+    """Refuse anything but a non-empty float (B, C, H, W) tensor of images to explain."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or \
             not images.is_floating_point():
         got = (f"{images.dtype} tensor of shape {tuple(images.shape)}"
@@ -98,6 +98,11 @@ def check_images(images, model: nn.Module, size: int | None) -> tuple[torch.Tens
         raise ValueError(f"images must be a float tensor (B, C, H, W), got {got}")
     if images.shape[0] == 0:
         raise ValueError("no images to explain")
+
+
+def check_images(images, model: nn.Module, size: int | None) -> tuple[torch.Tensor, int]:
+    """``images`` on the model's device and the mask size, checked before any work."""
+    check_batch(images)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), images.dtype)
     if images.dtype != dtype:
         raise ValueError(f"the images are {images.dtype} but the model's parameters {dtype}: "

@@ -22,6 +22,18 @@ UNIT_FIELDS = {"channels": "int64", "neurons": "str", "contributions": "float32"
                "clusters": "int64", "cluster_labels": "str", "coverage": "float32"}
 
 
+def check_in_atlas(atlas: "Atlas", classes, image_ids, what: str = "target class") -> None:
+    """Refuse an explanation whose classes or image ids the atlas does not have."""
+    if atlas.class_names and len(classes) and int(np.max(classes)) >= len(atlas.class_names):
+        raise ValueError(f"{what} {int(np.max(classes))} is not one of the atlas's "
+                         f"{len(atlas.class_names)} classes")
+    n_images = getattr(atlas.stats, "n_images", 0)
+    if n_images and len(image_ids) and int(np.max(image_ids)) >= n_images:
+        raise ValueError(f"image id {int(np.max(image_ids))} is not one of the atlas's "
+                         f"{n_images} images: explain images of the data the atlas was "
+                         "built on, by id")
+
+
 @dataclass
 class Explanation(Result):
     """Explanations of single predictions (``explain``), one row per image.
@@ -207,15 +219,7 @@ class Explanation(Result):
             raise ValueError(f"mask methods {missing} have no saliency maps")
         if len(np.unique(self.image_ids)) != len(self.image_ids):
             raise ValueError("an image is explained twice: use merged() to add images")
-        if atlas.class_names and len(self.targets) and \
-                int(self.targets.max()) >= len(atlas.class_names):
-            raise ValueError(f"target class {int(self.targets.max())} is not one of the atlas's "
-                             f"{len(atlas.class_names)} classes")
-        n_images = getattr(atlas.stats, "n_images", 0)
-        if n_images and len(self.image_ids) and int(self.image_ids.max()) >= n_images:
-            raise ValueError(f"image id {int(self.image_ids.max())} is not one of the atlas's "
-                             f"{n_images} images: explain images of the data the atlas was "
-                             "built on, by id")
+        check_in_atlas(atlas, self.targets, self.image_ids)
         if self.units is not None and self.units.layer in atlas.layers:
             width = atlas.stats.layers[self.units.layer].channels
             if int(self.units.channels.max(initial=-1)) >= width:

@@ -72,7 +72,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..datasets.items import find_normalization, image_data
-from .igos import IGOS, make_baselines, scaled_weights
+from .igos import IGOS, check_batch, make_baselines, scaled_weights
 from .model import Scorer, check_targets
 from .objective import chunk_rows
 from .run import _check_targets, _ids, _logits, _targets, display_images, read_images
@@ -226,13 +226,7 @@ class SAGExplainer:
             heuristic=masks.float().cpu().numpy(), params=self.params())
 
     def _check(self, images, image_ids):
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or \
-                not images.is_floating_point():
-            got = (f"{images.dtype} tensor of shape {tuple(images.shape)}"
-                   if isinstance(images, torch.Tensor) else type(images).__name__)
-            raise ValueError(f"images must be a float tensor (B, C, H, W), got {got}")
-        if images.shape[0] == 0:
-            raise ValueError("no images to explain")
+        check_batch(images)
         h, w = images.shape[-2:]
         grid = default_grid(h, w) if self.grid is None else self.grid
         if grid > min(h, w):

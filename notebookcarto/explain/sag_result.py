@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..analyses.result import Result
+from .result import check_in_atlas
 
 if TYPE_CHECKING:
     import igraph
@@ -172,15 +173,7 @@ class SAG(Result):
         if self.node_patches.shape[1] != self.grid * self.grid:
             raise ValueError(f"nodes of {self.node_patches.shape[1]} patches on a "
                              f"{self.grid} x {self.grid} grid")
-        if atlas.class_names and len(self.targets) and \
-                int(self.targets.max()) >= len(atlas.class_names):
-            raise ValueError(f"target class {int(self.targets.max())} is not one of the atlas's "
-                             f"{len(atlas.class_names)} classes")
-        n_images = getattr(atlas.stats, "n_images", 0)
-        if n_images and len(self.image_ids) and int(self.image_ids.max()) >= n_images:
-            raise ValueError(f"image id {int(self.image_ids.max())} is not one of the atlas's "
-                             f"{n_images} images: explain images of the data the atlas was "
-                             "built on, by id")
+        check_in_atlas(atlas, self.targets, self.image_ids)
 
     def __repr__(self) -> str:
         return (f"SAG({len(self)} images, {self.grid} x {self.grid} patches, "

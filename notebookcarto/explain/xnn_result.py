@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..analyses.result import Result
+from .result import check_in_atlas
 
 if TYPE_CHECKING:
     from ..atlas import Atlas
@@ -157,14 +158,7 @@ class XNN(Result):
             raise ValueError(f"x-features of {self.encoder.shape[2]} channels of layer "
                              f"{self.layer!r}, which has {width} in the atlas: explain with the "
                              "atlas's model")
-        if atlas.class_names and int(self.classes.max()) >= len(atlas.class_names):
-            raise ValueError(f"class {int(self.classes.max())} is not one of the atlas's "
-                             f"{len(atlas.class_names)} classes")
-        n_images = getattr(atlas.stats, "n_images", 0)
-        if n_images and len(self.image_ids) and int(self.image_ids.max()) >= n_images:
-            raise ValueError(f"image id {int(self.image_ids.max())} is not one of the atlas's "
-                             f"{n_images} images: explain images of the data the atlas was "
-                             "built on, by id")
+        check_in_atlas(atlas, self.classes, self.image_ids, what="class")
 
     def __repr__(self) -> str:
         r2 = ", ".join(f"{c}: {r:.3f}" for c, r in zip(self.classes, self.faithfulness_r2))
