@@ -33,16 +33,17 @@ What differs from the released code, by design or as a fix:
   greedy removal and of the tree's growth evaluates every candidate of every beam of every
   image in shared forward passes (chunked to a memory budget), and the heuristic masks of all
   images are optimised together. ``SAGExplainer.attribute_sequential`` is the same search one
-  image and one candidate at a time (for tests and the benchmark); both give the same graphs
-  when the model scores an input the same in any batch.
+  image and one candidate at a time, scoring a set again whenever met, as released (for tests
+  and the benchmark); both give the same graphs when the model scores an input the same in any
+  batch.
 - Patches are hard: a patch is its block of pixels (the released code upsamples the 7 x 7 set
   bilinearly, so a patch bleeds into its neighbours). Successors shared by two beams are
   evaluated and kept once. The greedy removal deletes, each round, the patch whose deletion
   keeps the highest probability, while it stays at or above the threshold (the released code
   scans patches in order, which cannot be batched). A set reaching the threshold counts
   (``>=``; released ``>``). Nodes reached from two parents are one node with two edges (a
-  graph, not copies in a tree). Each set is scored once per image (the released code scores a
-  set again whenever the search meets it), in both paths.
+  graph, not copies in a tree). Each set is scored once per image; the released code scores a
+  set again whenever the search meets it, and so does the one-at-a-time path.
 
 ``SAGExplainer(model).attribute(images, target)`` returns a ``SAG`` (``sag_result``);
 ``structured_attention(model, data, ids)`` reads images by id as ``explain`` does.
@@ -185,8 +186,9 @@ class SAGExplainer:
 
     def attribute_sequential(self, images: torch.Tensor, target, *, image_ids=None) -> SAG:
         """The slow path, for tests and the benchmark: the same search one image at a time,
-        one candidate set per forward pass, the heuristic in the released layout (a pass per
-        path of ``points`` inputs, line-search steps one after another), as released."""
+        one candidate set per forward pass, a set scored again whenever the search meets it,
+        the heuristic in the released layout (a pass per path of ``points`` inputs, line-search
+        steps one after another), as released."""
         return self._run(images, target, image_ids, sequential=True)
 
     def _run(self, images, target, image_ids, sequential: bool) -> SAG:
@@ -211,7 +213,7 @@ class SAGExplainer:
                 return _probabilities(scorer, x, base, targets, patches, items, chunk)
 
             if sequential:
-                parts = [_Search(self, [i], order, full_p, evaluate).run()
+                parts = [_Search(self, [i], order, full_p, evaluate, memo=False).run()
                          for i in tqdm(range(n), desc="sag (one at a time)",
                                        disable=not self.progress, leave=False)]
                 graphs = [g for part in parts for g in part]
@@ -319,14 +321,17 @@ class _Search:
     """The search for some images in lockstep: each phase gathers the candidate sets of all
     images and scores them with one ``evaluate`` call."""
 
-    def __init__(self, sag: SAGExplainer, rows, order, full, evaluate):
+    def __init__(self, sag: SAGExplainer, rows, order, full, evaluate, memo: bool = True):
         self.s, self.rows, self.order, self.full, self.evaluate = sag, rows, order, full, evaluate
         self.patches = len(order[0])
         self.known = {}  # (row, bits) -> probability: each set is scored once per image
+        self.memo = memo  # False: a set is scored again whenever met, as released
 
     def score(self, items: list) -> list:
         """The probabilities of ``items`` [(row, bits)], scoring only the sets not met before
         (all in one ``evaluate`` call)."""
+        if not self.memo:
+            return self.evaluate(items).tolist()
         new = list(dict.fromkeys(k for k in items if k not in self.known))
         if new:
             self.known.update(zip(new, self.evaluate(new).tolist()))

@@ -23,9 +23,10 @@ def test_demo_quick_writes_a_loadable_atlas_and_prints_a_summary(tmp_path):
     assert atlas.get("exemplar_concepts").shares.shape == (176, len(CONCEPTS))
     from notebookcarto.atlas.sections import SCHEMAS
 
-    # every map ran and loads back typed; explanations and feature visualisations are made on
-    # demand for chosen images and neurons, not by the demo
-    assert set(atlas.results) == set(SCHEMAS) - {"explanation", "feature_visualizations"}
+    # every map ran and loads back typed; explanations (heatmaps, SAGs, x-features) and feature
+    # visualisations are made on demand for chosen images, classes and neurons, not by the demo
+    assert set(atlas.results) == set(SCHEMAS) - {"explanation", "sag", "xnn",
+                                                 "feature_visualizations"}
     for name, result in atlas.results.items():
         assert type(result).section == name
     html = (out / "atlas.html").read_text()
