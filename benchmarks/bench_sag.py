@@ -16,11 +16,10 @@ Speedups compare the same images (``--loop-images``, default all); ``search`` fi
 out the I-GOS heuristic (the same algorithm in both paths, batched over images or not). One
 torch thread by default: on a shared machine a second thread mostly waits.
 
-The recorded run (defaults, two shared cores at load about 3, one thread, 3 minutes): trained
-playground CNN 0.48 s/image batched, 2.27x (search alone 2.76x, bare-pass ceiling 4.7x);
-ResNet-20 1.64 s/image, 2.25x (search 2.56x, ceiling 3.1x); identical graphs on both. The goal
-of 6x on a CPU is out of reach here: one input per pass costs only 3 to 5 times what it costs
-in a pass of 128.
+The recorded run (defaults, two cores at load about 0.9, one thread, 80 s): trained playground
+CNN 4.28x the one-candidate-at-a-time path as released (search alone 5.64x; a bare pass gains
+2.5x from one input to 128 here), ResNet-20 1.41 s/image batched, 3.98x (search 5.11x, ceiling
+2.2x); identical graphs on both. The goal of 6x is not reached on this CPU.
 
 Run from the repo root:  .venv/bin/python benchmarks/bench_sag.py [--images 6]
 Last line: sag_s_per_image=... (batched, ResNet-20, else the playground CNN) speedup_small=...

@@ -57,9 +57,9 @@ where the mask must delete both routes, still 0.65 against 0.30. The SAG has two
 four cells of each concept, each keeping over 99 % of the probability alone
 (``tests/explain/test_sag.py``).
 
-Speed (``benchmarks/bench_sag.py``, two shared CPU cores, one thread): 2.3x the one-candidate-
-at-a-time path on the trained playground CNN and on the CIFAR ResNet-20, with identical graphs;
-a bare forward pass gains only 3 to 5x there from one input to 128.
+Speed (``benchmarks/bench_sag.py``, two CPU cores, one thread): 4.3x the one-candidate-at-a-time
+path as released on the trained playground CNN and 4.0x on the CIFAR ResNet-20, with identical
+graphs; a bare forward pass gains only 2.2 to 2.5x there from one input to 128.
 """
 
 from __future__ import annotations
