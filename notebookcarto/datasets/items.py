@@ -27,7 +27,7 @@ from torch.utils.data import (DataLoader, Dataset, DistributedSampler, IterableD
                               SequentialSampler, Subset)
 from tqdm.auto import tqdm
 
-from .shard import World, sampler_ids
+from .shard import World, sampler_ids, shard_ids
 
 __all__ = ["IMAGE_KEYS", "LABEL_KEYS", "Batch", "ImageData", "find_normalization",
            "image_data", "model_input", "own_loader", "warn_if_normalized"]
@@ -147,10 +147,7 @@ class ImageData:
         """(what to iterate, global ids of its items in order or None for positions, which
         items to keep or None)."""
         if self.own:
-            ids = torch.arange(len(self.dataset))
-            if world is not None:
-                ids = ids[world.rank::world.size]
-            ids = ids[skip * self.batch_size:]
+            ids = shard_ids(len(self.dataset), world)[skip * self.batch_size:]
             if world is None and not skip:
                 return self.loader, None, None
             if isinstance(self.dataset, _Tensors):

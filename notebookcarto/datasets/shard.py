@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DISTRIBUTED", "World", "current_world", "sampler_ids"]
+__all__ = ["DISTRIBUTED", "World", "current_world", "sampler_ids", "shard_ids"]
 
 DISTRIBUTED = ("auto", "rank0", "off")
 
@@ -43,6 +43,13 @@ def current_world(distributed: str = "auto") -> World | None:
         return None
     size = dist.get_world_size()
     return World(dist.get_rank(), size, distributed == "auto") if size > 1 else None
+
+
+def shard_ids(n_items: int, world: World | None) -> torch.Tensor:
+    """The global ids a rank reads of ``n_items`` the library reads itself: ``rank, rank + W,
+    ...`` (all of them without a world)."""
+    ids = torch.arange(n_items)
+    return ids if world is None else ids[world.rank::world.size]
 
 
 def sampler_ids(sampler, n_items: int, world: World) -> tuple[torch.Tensor, torch.Tensor]:

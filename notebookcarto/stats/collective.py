@@ -12,6 +12,8 @@ failure into a clear error on every rank instead of a hang in the next collectiv
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import json
 from collections import defaultdict
 
@@ -102,9 +104,7 @@ def combine(reducers: list[Reducer], world: World) -> None:
                  for rank_tensors in per_rank]
         reducer.load_state_dict(parts[0])
         for part in parts[1:]:
-            other = type(reducer).__new__(type(reducer))
-            other.__dict__.update(reducer.__dict__)
-            reducer.merge(other.load_state_dict(part))
+            reducer.merge(copy.copy(reducer).load_state_dict(part))
 
 
 def finish_pass(what: str, stats, *, empty, reducers, ids: torch.Tensor, offset: int,
@@ -215,7 +215,4 @@ def _by_dtype(tensors: list[torch.Tensor]) -> dict:
 
 
 def _numel(row: torch.Tensor) -> int:
-    n = 1
-    for d in row[1:1 + int(row[0])].tolist():
-        n *= d
-    return n
+    return math.prod(row[1:1 + int(row[0])].tolist())

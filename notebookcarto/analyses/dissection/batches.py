@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from ...capture import Capture, model_device
 from ...datasets.concept_data import ConceptBatch, ConceptData
 from ...datasets.items import own_loader
-from ...datasets.shard import World
+from ...datasets.shard import World, shard_ids
 
 __all__ = ["Concepts", "check_map", "chunks", "forward", "resample", "shard"]
 
@@ -36,9 +36,7 @@ def check_map(name: str, z: torch.Tensor):
 
 def shard(data: ConceptData, batch_size: int, world: World | None) -> list[list[int]]:
     """The global ids of this rank's batches: ids ``rank, rank + W, ...`` (all ids alone)."""
-    ids = list(range(len(data)))
-    if world is not None:
-        ids = ids[world.rank::world.size]
+    ids = shard_ids(len(data), world).tolist()
     return [ids[s:s + batch_size] for s in range(0, len(ids), batch_size)]
 
 

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ...capture import Capture, model_device
 from ...datasets.items import image_data
-from ...datasets.shard import World, current_world, sampler_ids
+from ...datasets.shard import World, current_world, sampler_ids, shard_ids
 from ...stats.collective import agree, gather_tensors, together
 from .crops import _cut, _fill_colour, _resize, _to_uint8_image, crop_patches, image_getter
 from .fields import ReceptiveField, receptive_fields
@@ -232,7 +232,10 @@ def _shard(data, world: World | None):
         mine = np.zeros(len(data.dataset), dtype=bool)
         mine[ids[keep].numpy()] = True
         return data.dataset, mine
-    return data, np.arange(len(image_data(data))) % world.size == world.rank
+    n = len(image_data(data))
+    mine = np.zeros(n, dtype=bool)
+    mine[shard_ids(n, world).numpy()] = True
+    return data, mine
 
 
 def _owned(index: np.ndarray, mine: np.ndarray | None) -> np.ndarray:
