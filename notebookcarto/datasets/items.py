@@ -29,11 +29,13 @@ from tqdm.auto import tqdm
 
 from .shard import World, sampler_ids, shard_ids
 
-__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "Batch", "ImageData", "find_normalization",
+__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "MAX_ID", "Batch", "ImageData", "find_normalization",
            "image_data", "model_input", "own_loader", "warn_if_normalized"]
 
 IMAGE_KEYS = ("image", "pixel_values")
 LABEL_KEYS = ("label", "labels", "target")
+# the largest image id: the top-image reducer orders by (value, id) in one int64 key
+MAX_ID = 2 ** 32 - 2
 
 
 @dataclass
@@ -134,6 +136,9 @@ class ImageData:
             position += n
             if not len(index):
                 continue
+            if int(index.max()) > MAX_ID:
+                raise ValueError(f"batch {i}: image id {int(index.max())} is above {MAX_ID}, the "
+                                 "largest the statistics can keep: use a smaller index_offset")
             seen += len(index)
             if device is not None:
                 x = x.to(device, non_blocking=True)

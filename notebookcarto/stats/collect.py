@@ -14,8 +14,9 @@ from ..datasets.shard import current_world
 from .checkpoint import CHECKPOINT_EVERY, Checkpoint, Seen
 from .collective import finish_pass, together
 from .merging import check_disjoint, check_same, union
+from .pending import Pending
 from .reducers import (ClassAccuracy, ClassAggregation, ClassMeans, LayerBatch, NeuronMoments,
-                       TopImages, check_tau, layer_tau, spatial_max)
+                       TopImages, check_tau, layer_tau, top_spatial_max)
 
 __all__ = ["ActivationStats", "LayerStats", "check_device", "check_labels", "collect_stats"]
 
@@ -248,33 +249,39 @@ def _fill(stats: ActivationStats, model, layers, batches, done: int, seen: Seen,
           skip_tokens, autocast, device, class_names):
     """Update ``stats`` with every batch (the first ``done`` were counted before a resume),
     saving a checkpoint with ``run`` as it goes."""
-    reduced, shapes = {}, {}
+    reduced, shapes, kept = {}, {}, {}
 
     def on_output(name, z):
         shapes[name] = position_shape(z, skip_tokens=skip_tokens)
-        reduced[name] = spatial_max(as_channels(z, skip_tokens=skip_tokens, layer=name))
+        if name not in kept and name in stats.layers:  # resumed: the top so far
+            kept[name] = stats.layers[name].top.values
+        values, positions, kept[name] = top_spatial_max(
+            as_channels(z, skip_tokens=skip_tokens, layer=name), kept.get(name),
+            stats.config["top_n"])
+        reduced[name] = values, positions
 
     cast = (torch.autocast(device.type, dtype=torch.bfloat16) if autocast
             else contextlib.nullcontext())
+    def state() -> dict:
+        pending.flush()
+        return seen.into(stats.state_dict())
+
+    pending = Pending(stats)
     with Capture(model, layers, on_output=on_output) as capture, torch.inference_mode(), cast:
         for i, batch in enumerate(batches, start=done):
             if stats.num_classes and batch.labels is not None:
                 check_labels(batch.labels, stats.num_classes, i)
             out = model(batch.images)
-            _check_finite(reduced, i)
             if not stats.layers:
                 _init_layers(stats, capture.layers, reduced, shapes, out, batch.labels, device,
                              class_names)
-            for name in capture.layers:
-                values, positions = reduced[name]
-                stats.layers[name].update(LayerBatch(values, positions, batch.index,
-                                                     batch.labels))
-            if stats.accuracy is not None:
-                stats.accuracy.update(out, batch.labels)
+            pending.add(i, reduced, batch.index, batch.labels,
+                        None if stats.accuracy is None else out)
             stats.config["n_images"] += batch.images.shape[0]
             seen.add(batch.index)
             if run is not None:
-                run.step(i + 1, lambda: seen.into(stats.state_dict()))
+                run.step(i + 1, state)
+        pending.flush()
 
 
 def check_device(model: nn.Module, device) -> torch.device:
@@ -324,14 +331,6 @@ def _init_layers(stats: ActivationStats, layers, reduced, shapes, out, y, device
         stats.config["num_classes"] = None
     for name in layers:
         stats.add_layer(name, reduced[name][0].shape[1], shapes[name], device)
-
-
-def _check_finite(reduced: dict, i: int):
-    flags = torch.stack([~torch.isfinite(v).all() for v, _ in reduced.values()])
-    if flags.any():
-        bad = [name for name, flag in zip(reduced, flags.tolist()) if flag]
-        raise FloatingPointError(f"batch {i}: layer(s) {bad} produced NaN or inf activations; "
-                                 "check the inputs and the model's weights")
 
 
 def _check_options(*, top_n, bins, num_classes, skip_tokens, index_offset, exclude, layers):

@@ -8,15 +8,21 @@ its argmax position, the images' ids and (optionally) their labels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from ..datasets.items import MAX_ID
+
 __all__ = ["AUTO_TAU_CHANNELS", "ClassAccuracy", "ClassAggregation", "ClassMeans", "LayerBatch",
-           "NeuronMoments", "Reducer", "TopImages", "check_tau", "layer_tau", "spatial_max"]
+           "NeuronMoments", "Reducer", "TopImages", "check_tau", "layer_tau", "spatial_max",
+           "top_spatial_max"]
 
 # tau="auto": the mass of this many channels at the uniform share 1 / C
 AUTO_TAU_CHANNELS = 8
+# positions per map from which top_spatial_max finds argmaxes only where they can enter a top
+SPARSE_ARGMAX = 64
 
 
 def check_tau(tau) -> float | str:
@@ -61,6 +67,33 @@ def spatial_max(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Spatial maximum and flat argmax (first occurrence) of a (B, C, P) tensor, as float32."""
     values, positions = z.max(dim=2)
     return values.float(), positions
+
+
+def top_spatial_max(z: torch.Tensor, kept: torch.Tensor | None, n: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``spatial_max`` for a pass that keeps the top ``n`` images per channel: the argmax only
+    where the maximum may enter that top, -1 elsewhere. ``kept`` (C, n) holds the n largest
+    maxima per channel of the pass so far (None at its start); returned with this batch's
+    added. A value below the n-th of them cannot enter the top.
+
+    On the CPU, for maps of at least ``SPARSE_ARGMAX`` positions: there a maximum with its
+    position costs about 15 times a plain maximum, and few values can enter a top. Smaller maps
+    and other devices find every position (and ``kept`` stays None)."""
+    if z.device.type != "cpu" or z.shape[2] < SPARSE_ARGMAX:
+        return (*spatial_max(z), None)
+    values = z.amax(2).float()
+    if kept is None:
+        kept = values.new_full((values.shape[1], n), -torch.inf)
+    kept = torch.cat([kept, values.T], 1).topk(n, dim=1).values
+    reach = values >= kept[:, -1]
+    positions = torch.full(values.shape, -1, dtype=torch.long)
+    if z.is_contiguous():  # rows picked from a (B * C, P) view: cheaper than a 2-d index
+        flat = reach.view(-1).nonzero().squeeze(1)
+        positions.view(-1)[flat] = z.view(-1, z.shape[2]).index_select(0, flat).argmax(1)
+    else:
+        rows, cols = reach.nonzero(as_tuple=True)
+        positions[rows, cols] = z[rows, cols].argmax(1)
+    return values, positions, kept
 
 
 class Reducer:
@@ -141,11 +174,12 @@ class TopImages(Reducer):
         return self
 
     def _keep(self, values, index, positions):
-        # Sort by id, then stably by value: ties keep the smaller id first. Empty slots (-1) sort
-        # first by id but last by value (-inf).
-        order = index.argsort(dim=1, stable=True)
-        values, index, positions = (t.gather(1, order) for t in (values, index, positions))
-        order = values.argsort(dim=1, descending=True, stable=True)[:, : self.n]
+        # One top-k over an int64 key ordered by value, then by smaller id: the float's bits
+        # made monotone (negatives flipped; -0.0 made 0.0) above the id's complement. Empty
+        # slots (-inf, id -1) come last. Ids are at most MAX_ID (``ImageData.batches`` checks).
+        bits = (values + 0.0).view(torch.int32)
+        bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+        order = (bits * 2 ** 32 + (MAX_ID - index)).topk(self.n, dim=1).indices
         self.values, self.index, self.positions = (
             t.gather(1, order) for t in (values, index, positions))
 
@@ -175,11 +209,14 @@ class ClassAggregation(Reducer):
         a = batch.values.clamp(min=0) * self.keep
         total = a.sum(1, keepdim=True)
         p = a / total.clamp(min=torch.finfo(a.dtype).tiny)
-        p_sorted, order = p.sort(dim=1, descending=True)
-        before = p_sorted.cumsum(1) - p_sorted
-        chosen = (before < self.tau) & (p_sorted > 0)
-        mask = torch.zeros_like(chosen).scatter(1, order, chosen)
-        self.counts.index_add_(0, batch.labels, mask.long())
+        # The k-th largest share has at least k - 1 shares of 1 / C on average before it, so
+        # the prefix is at most ceil(tau * C) long (one more for rounding): a top-k, not a sort.
+        k = min(p.shape[1], math.ceil(self.tau * p.shape[1]) + 1)
+        p_top, order = p.topk(k, dim=1)
+        before = p_top.cumsum(1) - p_top
+        chosen = (before < self.tau) & (p_top > 0)
+        cells = batch.labels.unsqueeze(1) * p.shape[1] + order
+        self.counts.view(-1).index_add_(0, cells.view(-1), chosen.view(-1).long())
 
     def merge(self, other: "ClassAggregation"):
         self._check_mergeable(other)

@@ -11,7 +11,8 @@ from torch import nn
 import notebookcarto.stats.collect as collect_module
 from notebookcarto.capture import LayerError
 from notebookcarto.stats import (ActivationStats, ClassAccuracy, ClassAggregation, ClassMeans,
-                                 LayerBatch, NeuronMoments, TopImages, collect_stats)
+                                 LayerBatch, NeuronMoments, TopImages, collect_stats,
+                                 top_spatial_max)
 
 N_IMAGES, K, BATCH = 90, 4, 16
 LAYERS = ["relu1", "conv2"]
@@ -203,6 +204,75 @@ def test_top_images_ties_across_batches_in_reducer():
                           torch.tensor([9, 10])))
     assert top.index[0].tolist() == [9, 0, 1]
     assert top.positions[0].tolist() == [4, 0, 0]
+
+
+def test_top_images_order_negative_values_zeros_and_empty_slots():
+    """The one-key top-k orders like a stable sort by (value desc, id asc): negatives, -0.0
+    tying with 0.0, the lowest float, then the empty slots."""
+    values = torch.tensor([[-2.0, 0.0, -0.0, -1e-30, 3.0, -3.4e38, 0.0, -2.0]])
+    index = torch.tensor([[7, 5, 2, 9, 11, 1, 0, 3]])
+    top = TopImages(1, 10)
+    top.update(LayerBatch(values.T, torch.arange(8).unsqueeze(1), index[0]))
+    want = sorted(range(8), key=lambda k: (-values[0, k].item(), index[0, k].item()))
+    assert top.index[0, :8].tolist() == [index[0, k].item() for k in want]
+    assert top.positions[0, :8].tolist() == want
+    assert top.index[0, 8:].tolist() == [-1, -1] and torch.isneginf(top.values[0, 8:]).all()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_top_spatial_max_finds_every_position_that_can_enter_the_top(channels_last):
+    z = torch.randn(6, 5, 16, 8).round(decimals=0)  # many ties: first occurrence matters
+    if channels_last:
+        z = z.contiguous(memory_format=torch.channels_last)
+    flat = z.flatten(2)
+    values, positions = flat.max(dim=2)
+    before = torch.tensor([[9.0, 9.0], [1.0, 0.0], [-torch.inf, -torch.inf], [2.0, 1.0],
+                           [0.0, -torch.inf]])
+    got_values, got_positions, kept = top_spatial_max(flat, before, 2)
+    torch.testing.assert_close(got_values, values)
+    both = torch.cat([before, values.T], 1).sort(1, descending=True).values[:, :2]
+    assert torch.equal(kept, both)  # the two largest so far, this batch's included
+    reach = values >= both[:, 1]
+    assert torch.equal(got_positions[reach], positions[reach])
+    assert (got_positions[~reach] == -1).all()
+    assert not reach[:, 0].any() and reach[:, 2].sum() >= 2
+    _, _, first = top_spatial_max(flat, None, 2)
+    assert torch.equal(first, values.T.sort(1, descending=True).values[:, :2])
+
+
+def test_top_spatial_max_finds_all_positions_of_small_maps():
+    z = torch.randn(4, 3, 10)
+    values, positions, kept = top_spatial_max(z, None, 2)
+    assert kept is None and torch.equal(positions, z.max(2).indices)
+
+
+def test_holding_batches_back_counts_the_same(data, monkeypatch):
+    """Reducers updated once per held window (the default: one for these 60 images) or after
+    every batch give the same statistics."""
+    import notebookcarto.stats.pending as pending
+
+    model, x, y = data
+    held = run(model, batches(x, y), top_n=7)
+    monkeypatch.setattr(pending, "PENDING_VALUES", 1)
+    each = run(model, batches(x, y), top_n=7)
+    for name in LAYERS:
+        for rname, reducer in held.layers[name].reducers.items():
+            for key, value in reducer.state_dict().items():
+                other = each.layers[name].reducers[rname].state_dict()[key]
+                if value.is_floating_point():
+                    torch.testing.assert_close(value, other, rtol=1e-12, atol=1e-12)
+                else:
+                    assert torch.equal(value, other), (name, rname, key)
+    assert torch.equal(held.accuracy.confusion, each.accuracy.confusion)
+
+
+def test_image_ids_above_the_key_limit_are_refused():
+    from notebookcarto.datasets.items import MAX_ID
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
+    with pytest.raises(ValueError, match="index_offset"):
+        collect_stats(model, torch.rand(4, 3, 8, 8), ["1"], index_offset=MAX_ID - 2,
+                      progress=False)
 
 
 @pytest.mark.parametrize("tau", [0.03, 0.3, 0.6])
