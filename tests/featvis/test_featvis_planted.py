@@ -54,14 +54,15 @@ def test_class_visualisation_paints_the_planted_colour(colour_visualisations, co
     """Where the detector fires, the class's VITAL image has the planted colour. Measured over
     seeds 0-4: the share of those pixels nearest to it among the 12 palette values is 0.78-1.00
     (red), 0.76-0.87 (blue), 1.00 (green); their mean RGB distance to its nearer phase is
-    0.23-0.27, 0.29-0.31 and 0.09-0.17."""
+    0.23-0.27, 0.29-0.31 and 0.09-0.17. The optimisation's last bits differ between CPUs'
+    kernels: seed 0's blue share is 0.68 on an AVX-512 CPU (chance: about 1 in 6)."""
     net, result, indicators = colour_visualisations
     channel = next(c for c, name in net.planted.items() if name == colour)
     pixels = firing_pixels(result, indicators, channel)
     assert len(pixels) >= 20  # it fires on a patch, as on the class's real images
     distance = np.linalg.norm(pixels[:, None] - PALETTE_RGB[None], axis=2)
     nearest = np.array(NAMES * 2)[distance.argmin(1)]
-    assert (nearest == colour).mean() >= 0.7
+    assert (nearest == colour).mean() >= 0.6
     own = distance[:, [NAMES.index(colour), 6 + NAMES.index(colour)]].min(1)
     assert own.mean() <= 0.35
 
