@@ -129,7 +129,8 @@ def visualize(model: nn.Module, targets, *, method: str = "vital", data=None,
             COST_FACTOR[method]
         fits = _images_that_fit(per_image, memory_budget, run_device)
         chunk = max(1, min(len(resolved), fits, batch_size or len(resolved)))
-        passes = min(fits, CPU_REFERENCE_CHUNK) if run_device.type == "cpu" else fits
+        reference_chunk = (min(fits, CPU_REFERENCE_CHUNK) if run_device.type == "cpu"
+                           else fits)
         seeds = [target_seed(seed, t.key) for t in resolved]
         order_of_work = sorted(range(len(resolved)),
                                key=lambda i: (resolved[i].kind == "class",
@@ -140,7 +141,7 @@ def visualize(model: nn.Module, targets, *, method: str = "vital", data=None,
         for number, batch in enumerate(batches):
             outputs.update(_run_batch(session, method, options, [resolved[i] for i in batch],
                                       batch, [seeds[i] for i in batch], matched, weights,
-                                      data, references, ids, passes, progress,
+                                      data, references, ids, reference_chunk, progress,
                                       f"{method} {number + 1}/{len(batches)}"))
     return _result(resolved, outputs, seeds, ids, method, space, options, matched, seed, size)
 

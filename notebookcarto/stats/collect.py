@@ -249,12 +249,11 @@ def _fill(stats: ActivationStats, model, layers, batches, done: int, seen: Seen,
           skip_tokens, autocast, device, class_names):
     """Update ``stats`` with every batch (the first ``done`` were counted before a resume),
     saving a checkpoint with ``run`` as it goes."""
-    reduced, shapes, kept = {}, {}, {}
+    reduced, shapes = {}, {}
+    kept = {name: layer.top.values for name, layer in stats.layers.items()}  # resumed: so far
 
     def on_output(name, z):
         shapes[name] = position_shape(z, skip_tokens=skip_tokens)
-        if name not in kept and name in stats.layers:  # resumed: the top so far
-            kept[name] = stats.layers[name].top.values
         values, positions, kept[name] = top_spatial_max(
             as_channels(z, skip_tokens=skip_tokens, layer=name), kept.get(name),
             stats.config["top_n"])
@@ -262,6 +261,7 @@ def _fill(stats: ActivationStats, model, layers, batches, done: int, seen: Seen,
 
     cast = (torch.autocast(device.type, dtype=torch.bfloat16) if autocast
             else contextlib.nullcontext())
+
     def state() -> dict:
         pending.flush()
         return seen.into(stats.state_dict())

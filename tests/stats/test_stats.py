@@ -247,7 +247,7 @@ def test_top_spatial_max_finds_all_positions_of_small_maps():
 
 
 def test_holding_batches_back_counts_the_same(data, monkeypatch):
-    """Reducers updated once per held window (the default: one for these 60 images) or after
+    """Reducers updated once per held window (the default: one for these 90 images) or after
     every batch give the same statistics."""
     import notebookcarto.stats.pending as pending
 
