@@ -332,14 +332,15 @@ class Monitor:
         self._announce()
 
     def close(self) -> None:
-        """Flush; the monitor can still observe afterwards."""
-        self.flush()
+        """Flush and end the writer's thread; the monitor can still observe afterwards."""
+        self.writer.close()
+        self._announce()
 
     def __enter__(self) -> "Monitor":
         return self
 
     def __exit__(self, *exc) -> bool:
-        self.flush()
+        self.close()
         return False
 
     def timeline(self):

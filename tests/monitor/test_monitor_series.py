@@ -5,6 +5,7 @@ listeners, write errors, bounded memory."""
 import gc
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -244,6 +245,60 @@ def test_a_failed_write_is_raised_by_the_next_call(tmp_path, monkeypatch):
     monitor.observe(model, 4)
     monitor.flush()
     assert Series(tmp_path / "run").steps() == [0, 4]
+
+
+def _writer_threads() -> int:
+    import threading
+
+    from notebookcarto.monitor.writer import THREAD_NAME
+
+    return sum(t.name.startswith(THREAD_NAME) for t in threading.enumerate())
+
+
+def test_one_writer_thread_serves_every_snapshot_until_close(tmp_path):
+    model, opt = make(seed=0, width=4)
+    monitor = small_monitor(tmp_path / "run", every=1)
+    before = _writer_threads()
+    monitor.observe(model, 0)
+    train(model, opt, range(1, 5), monitor=monitor)
+    assert _writer_threads() == before + 1
+    monitor.close()
+    assert _writer_threads() == before
+    train(model, opt, range(5, 7), monitor=monitor)  # observing after close starts a new one
+    with monitor:
+        pass
+    assert _writer_threads() == before
+    assert Series(tmp_path / "run").steps() == list(range(7))
+
+
+def test_a_write_in_progress_when_python_exits_is_finished(tmp_path):
+    """The script observes once, with a slow disk, and returns without flushing: the snapshot
+    is complete on disk when the process has ended."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from monitor_setups import make, small_monitor
+        from notebookcarto.monitor import Series
+        real = Series.append
+        def slow(self, step, atlas):
+            time.sleep(1.0)
+            return real(self, step, atlas)
+        Series.append = slow
+        model, _ = make(seed=0, width=4)
+        monitor = small_monitor({str(tmp_path / "run")!r})
+        monitor.observe(model, 0)
+        print("returned", flush=True)
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "returned" in done.stdout
+    assert Series(tmp_path / "run").steps() == [0]
+    assert Series(tmp_path / "run").load(0).layers == ["conv1", "conv2"]
 
 
 def _live_objects() -> tuple[int, int]:
