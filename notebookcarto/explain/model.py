@@ -57,13 +57,14 @@ class Scorer:
     """``with Scorer(model) as s:`` the model's logits and target probabilities, counted.
 
     ``logits(x)`` checks that the model returns a float tensor (B, classes) with at least two
-    classes (what a softmax over classes needs)."""
+    classes (what a softmax over classes needs). Images go to the model channels-last on a
+    CPU (``Capture``'s ``channels_last``)."""
 
     def __init__(self, model: nn.Module, *, layer: str | None = None):
         self.model = model
         self.device = model_device(model)
         self.capture = Capture(model, [layer or hook_layer(model)], on_output=_ignore,
-                               freeze=True)
+                               freeze=True, channels_last=True)
         self.counts = PassCounts()
 
     def __enter__(self) -> "Scorer":

@@ -57,9 +57,12 @@ where the mask must delete both routes, still 0.65 against 0.30. The SAG has two
 four cells of each concept, each keeping over 99 % of the probability alone
 (``tests/explain/test_sag.py``).
 
-Speed (``benchmarks/bench_sag.py``, two CPU cores, one thread): 4.3x the one-candidate-at-a-time
-path as released on the trained playground CNN and 4.0x on the CIFAR ResNet-20, with identical
-graphs; a bare forward pass gains only 2.2 to 2.5x there from one input to 128.
+Speed (``benchmarks/bench_sag.py``, two CPU cores, one thread, the fastest of 3 rounds of
+each path in turn): on the CIFAR ResNet-20, 5.7x the one-candidate-at-a-time path as released
+(the search alone 7.8x), on the trained playground CNN 3.0 to 4.5x, with identical graphs; a
+bare forward pass gains 2.2 to 3x there from one input to 128. The I-GOS heuristic is about a
+third of the batched time and gains little: the CPU runs its passes of 20 inputs about as fast
+per input as larger ones.
 """
 
 from __future__ import annotations
