@@ -16,10 +16,14 @@ Speedups compare the same images (``--loop-images``, default all); ``search`` fi
 out the I-GOS heuristic (the same algorithm in both paths, batched over images or not). One
 torch thread by default: on a shared machine a second thread mostly waits.
 
-The recorded run (defaults, two cores at load about 0.9, one thread, 80 s): trained playground
-CNN 4.28x the one-candidate-at-a-time path as released (search alone 5.64x; a bare pass gains
-2.5x from one input to 128 here), ResNet-20 1.41 s/image batched, 3.98x (search 5.11x, ceiling
-2.2x); identical graphs on both. The goal of 6x is not reached on this CPU.
+Each path runs ``--repeat`` (3) rounds, the batched and the one-at-a-time in turn, and the
+fastest round of each counts: on a shared machine single runs varied by up to half.
+
+The recorded run (defaults, two cores at load about 0.7-1, one thread, about 4 minutes):
+trained playground CNN 3.05x the one-candidate-at-a-time path as released (search alone
+4.17x), ResNet-20 0.74 s/image batched, 5.65x (search 7.79x); identical graphs on both. The
+goal of 6x is not reached on this CPU: the I-GOS heuristic, a third of the batched time, gains
+little from batching here.
 
 Run from the repo root:  .venv/bin/python benchmarks/bench_sag.py [--images 6]
 Last line: sag_s_per_image=... (batched, ResNet-20, else the playground CNN) speedup_small=...
