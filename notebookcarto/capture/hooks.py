@@ -89,10 +89,11 @@ class Capture:
     run in a forward pass raises ``LayerError`` when the pass ends.
 
     ``channels_last=True``: on a CPU, ``forward`` gives a model with 2-d convolutions its 4-d
-    input channels-last, the layout oneDNN computes in (the same values up to rounding). Its
-    forward pass of 32 inputs ran 2.6x faster so for the playground CNN and 7% for the CIFAR
-    ResNet-20 (15% at 4 inputs, 9% and 0% at one; one thread). A model that fails on such an
-    input (a ``view`` of a map) is run on the input as given, from then on.
+    input channels-last, the layout oneDNN computes in (the same values up to rounding). With
+    one thread on two cores, a forward pass of 32 inputs then ran 2.6x faster for the
+    playground CNN and 7% faster for the CIFAR ResNet-20 (15% at 4 inputs; at one input 9% and
+    0%). A model that fails on such an input (a ``view`` of a map) is run on the input as
+    given, from then on.
     """
 
     def __init__(self, model: nn.Module, layers, *, on_output: Callable | None = None,
