@@ -59,13 +59,6 @@ def same(a, b) -> bool:
             np.allclose(a.node_probability, b.node_probability, atol=1e-4))
 
 
-def timed_run(run) -> tuple:
-    """(result, seconds, the explainer's stage seconds) of ``run()`` -> (result, explainer)."""
-    start = time.perf_counter()
-    result, explainer = run()
-    return result, time.perf_counter() - start, dict(explainer.seconds_)
-
-
 def compare(name: str, model, x, settings: dict, loop_images: int, repeat: int) -> dict:
     """Batched SAG of all of ``x``, then of its first ``loop_images`` (``k``) against the
     sequential path on the same ``k`` images, ``repeat`` rounds in turn (a burst of other
@@ -75,17 +68,19 @@ def compare(name: str, model, x, settings: dict, loop_images: int, repeat: int) 
         targets = model(x).argmax(1)
     explainer = SAGExplainer(model, **settings)
     k = min(loop_images or len(x), len(x))
-    runs = {"all": lambda: (explainer.attribute(x, targets), explainer),
-            "head": lambda: (explainer.attribute(x[:k], targets[:k]), explainer),
-            "loop": lambda: (explainer.attribute_sequential(x[:k], targets[:k]), explainer)}
+    runs = {"all": lambda: explainer.attribute(x, targets),
+            "head": lambda: explainer.attribute(x[:k], targets[:k]),
+            "loop": lambda: explainer.attribute_sequential(x[:k], targets[:k])}
     if k == len(x):
         del runs["head"]
-    best = {}
+    best = {}  # key -> (result, seconds, the explainer's stage seconds) of the fastest round
     for _ in range(repeat):
         for key, run in runs.items():
-            out = timed_run(run)
-            if key not in best or out[1] < best[key][1]:
-                best[key] = out
+            start = time.perf_counter()
+            result = run()
+            seconds = time.perf_counter() - start
+            if key not in best or seconds < best[key][1]:
+                best[key] = (result, seconds, dict(explainer.seconds_))
     best.setdefault("head", best["all"])
     batched, b_all = best["all"][0], best["all"][1] / len(x)
     head, b, stages = best["head"][0], best["head"][1] / k, best["head"][2]

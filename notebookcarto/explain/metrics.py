@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from .baseline import IGOS_BLUR, RISE_BLUR, blur, default_mask_size
 from .masks import compose, upsample
 from .model import PassCounts, Scorer, check_targets
+from .objective import CPU_ROWS
 
 __all__ = ["CellProtocol", "Curves", "PixelProtocol", "auc", "deletion_insertion", "protocol_of",
            "random_heatmaps", "to_heatmaps"]
@@ -164,9 +165,9 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, heatmaps, targets
     ``heatmaps``: (n, h, w) (higher is more salient; any resolution) or (n, C, h, w) attributions
     (see ``to_heatmaps``); an I-GOS mask M ranks by 1 - M. ``protocol``: "cells", "pixels" or a
     ``CellProtocol`` / ``PixelProtocol``. ``baselines`` (n, C, H, W) overrides the protocol's
-    substrates (both curves). ``chunk_size`` defaults to 32 inputs on a CPU (larger passes run
-    slower there, see ``objective.chunk_rows``), 1024 on a GPU. The model is left as it was
-    (``Scorer``)."""
+    substrates (both curves). ``chunk_size`` defaults to ``objective.CPU_ROWS`` (32) inputs on
+    a CPU (larger passes run slower there, see ``objective.chunk_rows``), 1024 on a GPU. The
+    model is left as it was (``Scorer``)."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or \
             not images.is_floating_point():
         raise ValueError("images must be a float tensor (n, C, H, W)")
@@ -178,7 +179,7 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, heatmaps, targets
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     with Scorer(model) as scorer, torch.no_grad():
         if chunk_size is None:
-            chunk_size = 1024 if scorer.device.type == "cuda" else 32
+            chunk_size = 1024 if scorer.device.type == "cuda" else CPU_ROWS
         x = images.to(scorer.device)
         classes = scorer.logits(x[:1]).shape[1]
         scorer.counts = PassCounts()

@@ -28,7 +28,10 @@ import torch
 from .masks import upsample
 from .model import Scorer, saved_bytes_per_input
 
-__all__ = ["Pass", "PathObjective", "chunk_rows", "image_generators"]
+__all__ = ["CPU_ROWS", "Pass", "PathObjective", "chunk_rows", "image_generators"]
+
+# model inputs per pass on a CPU at most (see chunk_rows)
+CPU_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def chunk_rows(scorer: Scorer, images: torch.Tensor, *, memory: int | None = Non
                cap: int | None = None) -> int:
     """Rows (model inputs) per forward pass that fit in ``memory`` bytes: what autograd keeps per
     input (measured on one probe input) plus the composite, its noise and gradient. Defaults:
-    512 MiB and at most 32 rows on a CPU, half the free memory and at most 2048 rows on a GPU.
+    512 MiB and at most ``CPU_ROWS`` (32) rows on a CPU, half the free memory and at most 2048
+    rows on a GPU.
 
     On a CPU larger passes run slower once their maps outgrow the caches (channels-last, one
     thread, two cores): the playground CNN's forward and backward pass cost 0.27 ms an input
@@ -70,7 +74,7 @@ def chunk_rows(scorer: Scorer, images: torch.Tensor, *, memory: int | None = Non
         else:
             memory = 512 << 20
     if cap is None:
-        cap = 2048 if device.type == "cuda" else 32
+        cap = 2048 if device.type == "cuda" else CPU_ROWS
     per_input = saved_bytes_per_input(scorer, images) + 4 * images[0].numel() * \
         images.element_size()
     return int(max(1, min(cap, memory // per_input)))
